@@ -1,0 +1,159 @@
+"""Rasa custom actions: read the entities and slots, ask the assistant service, utter.
+
+All decisions live in ``assistant.conversation``; this module only translates
+between Rasa's tracker/dispatcher and that service. It imports rasa_sdk only.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABCMeta, abstractmethod
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from assistant.conversation import ApplianceAssistant, Memory, Outcome, UserSession
+from assistant.planning import CommandRequest
+from assistant.runtime import get_runtime
+
+logger = logging.getLogger(__name__)
+
+CONTEXT_SLOT = "context_devices"
+LAST_REQUEST_SLOT = "last_request"
+PENDING_SLOT = "pending"
+
+# Which command each control intent asks for.
+INTENT_ACTIONS = {
+    "turn_on": "turn_on",
+    "turn_off": "turn_off",
+    "start_appliance": "start",
+    "stop_appliance": "stop",
+    "set_value": "set",
+    "adjust_value": "adjust",
+    "schedule_start": "schedule_start",
+}
+MAX_MENTION_LENGTH = 80
+
+
+def latest_entity(tracker: Tracker, name: str) -> str | None:
+    """The entity's (synonym-mapped) value from the user's last message, if any."""
+    for value in tracker.get_latest_entity_values(name):
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:MAX_MENTION_LENGTH]
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+    return None
+
+
+def memory_from(tracker: Tracker) -> Memory:
+    context = tracker.get_slot(CONTEXT_SLOT)
+    last = tracker.get_slot(LAST_REQUEST_SLOT)
+    pending = tracker.get_slot(PENDING_SLOT)
+    return Memory(
+        context_ids=tuple(str(i) for i in context) if isinstance(context, list) else (),
+        last_request=last if isinstance(last, dict) else None,
+        pending=pending if isinstance(pending, dict) else None,
+    )
+
+
+def emit(dispatcher: CollectingDispatcher, outcome: Outcome, before: Memory) -> list[EventType]:
+    for reply in outcome.replies:
+        buttons = [{"title": title, "payload": payload} for title, payload in reply.buttons]
+        if buttons:
+            dispatcher.utter_message(response=reply.response, buttons=buttons, **reply.params)
+        else:
+            dispatcher.utter_message(response=reply.response, **reply.params)
+    after = outcome.memory
+    events: list[EventType] = []
+    if after.context_ids != before.context_ids:
+        events.append(SlotSet(CONTEXT_SLOT, list(after.context_ids)))
+    if after.last_request != before.last_request:
+        events.append(SlotSet(LAST_REQUEST_SLOT, after.last_request))
+    if after.pending != before.pending:
+        events.append(SlotSet(PENDING_SLOT, after.pending))
+    return events
+
+
+class AssistantAction(Action, metaclass=ABCMeta):
+    """Looks up the sender's LG account, then lets the subclass ask the assistant.
+
+    Abstract, so rasa_sdk's registry skips it and registers only the concrete actions.
+    """
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        runtime = await get_runtime()
+        session = await runtime.session_for(tracker.sender_id, tracker.get_latest_input_channel())
+        if session is None:
+            dispatcher.utter_message(response="utter_not_linked")
+            return []
+        memory = memory_from(tracker)
+        outcome = await self.respond(runtime.assistant, session, memory, tracker)
+        return emit(dispatcher, outcome, memory)
+
+    @abstractmethod
+    async def respond(
+        self, assistant: ApplianceAssistant, session: UserSession, memory: Memory, tracker: Tracker
+    ) -> Outcome:
+        """The assistant's answer to this turn."""
+
+
+class ActionListDevices(AssistantAction):
+    def name(self) -> str:
+        return "action_list_devices"
+
+    async def respond(self, assistant, session, memory, tracker):  # type: ignore[no-untyped-def]
+        return await assistant.list_devices(session, memory)
+
+
+class ActionDeviceStatus(AssistantAction):
+    def name(self) -> str:
+        return "action_device_status"
+
+    async def respond(self, assistant, session, memory, tracker):  # type: ignore[no-untyped-def]
+        feature = latest_entity(tracker, "feature")
+        if tracker.latest_message.get("intent", {}).get("name") == "ask_remaining_time":
+            feature = "remaining_time"
+        return await assistant.status(session, memory, latest_entity(tracker, "device"), feature)
+
+
+class ActionControlDevice(AssistantAction):
+    def name(self) -> str:
+        return "action_control_device"
+
+    async def respond(self, assistant, session, memory, tracker):  # type: ignore[no-untyped-def]
+        intent = tracker.latest_message.get("intent", {}).get("name")
+        mention = latest_entity(tracker, "device")
+        if intent == "repeat_on_device":
+            return await assistant.repeat(session, memory, mention)
+        request = request_from(intent, tracker)
+        return await assistant.control(session, memory, request, mention)
+
+
+class ActionAnswerPending(AssistantAction):
+    def name(self) -> str:
+        return "action_answer_pending"
+
+    async def respond(self, assistant, session, memory, tracker):  # type: ignore[no-untyped-def]
+        intent = tracker.latest_message.get("intent", {}).get("name") or ""
+        return await assistant.answer_pending(
+            session, memory, intent, latest_entity(tracker, "device")
+        )
+
+
+def request_from(intent: str | None, tracker: Tracker) -> CommandRequest:
+    action = INTENT_ACTIONS.get(intent or "", "set")
+    feature = latest_entity(tracker, "feature")
+    setting = latest_entity(tracker, "setting")
+    if action == "turn_on" and setting and feature in (None, "mode", "fan_speed"):
+        action = "set"  # "turn on dry mode" names a value, not a switch
+    return CommandRequest(
+        action=action,
+        feature=feature,
+        setting=setting,
+        number=latest_entity(tracker, "number"),
+        direction=latest_entity(tracker, "direction"),
+    )

@@ -1,0 +1,95 @@
+"""The per-process composition root: settings, storage, the shared ThinQ client, services.
+
+The action server builds one :class:`Runtime` lazily on its first request
+(inside its own event loop) and reuses it, so the httpx connection pool and the
+database engine are shared by every action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from assistant.conversation import ApplianceAssistant, UserSession
+from assistant.household import HouseholdService
+from assistant.settings import Settings, load_settings
+from assistant.storage import Storage
+from assistant.storage.accounts import Account
+from assistant.vocabulary import load_vocabulary
+from lgcloud.thinq import ThinQAuth, ThinQClient
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    storage: Storage
+    client: ThinQClient
+    household: HouseholdService
+    assistant: ApplianceAssistant
+
+    @classmethod
+    async def create(cls, settings: Settings) -> Runtime:
+        storage = await Storage.open(settings)
+        client = ThinQClient(
+            settings.thinq.base_url,
+            settings.thinq.service_id,
+            settings.thinq.service_key,
+            timeout_seconds=settings.thinq.timeout_seconds,
+        )
+        household = HouseholdService(
+            client,
+            storage.devices,
+            list_ttl_seconds=settings.device_list_ttl_seconds,
+            profile_ttl_seconds=settings.profile_ttl_seconds,
+        )
+        return cls(
+            settings, storage, client, household, ApplianceAssistant(household, load_vocabulary())
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        await self.storage.close()
+
+    async def session_for(self, sender_id: str, channel: str | None) -> UserSession | None:
+        """The sender's linked LG account; in demo mode a new sender joins the demo household."""
+        account = await self.storage.accounts.get(sender_id)
+        if account is None and self.settings.demo_mode and self.settings.demo_thinq_token:
+            account = await self.storage.accounts.link(
+                sender_id,
+                thinq_user=self.settings.demo_thinq_user,
+                token=self.settings.demo_thinq_token,
+                country_code=self.settings.thinq.default_country,
+                region=self.settings.thinq.region,
+                channel=channel,
+            )
+            logger.info("linked new demo sender to the demo household")
+        elif account is not None and channel and account.channel != channel:
+            await self.storage.accounts.set_channel(sender_id, channel)
+        return _session(account) if account else None
+
+
+def _session(account: Account) -> UserSession:
+    return UserSession(account.thinq_user, ThinQAuth(account.token, account.country_code))
+
+
+_runtime: Runtime | None = None
+_lock: asyncio.Lock | None = None
+
+
+async def get_runtime() -> Runtime:
+    global _runtime, _lock
+    if _runtime is None:
+        _lock = _lock or asyncio.Lock()
+        async with _lock:
+            if _runtime is None:
+                _runtime = await Runtime.create(load_settings())
+    return _runtime
+
+
+def use_runtime(runtime: Runtime | None) -> None:
+    """Install an already-built runtime (tests do, to point actions at their simulator)."""
+    global _runtime
+    _runtime = runtime

@@ -1,0 +1,150 @@
+"""Every setting the assistant reads from the environment, in one place.
+
+Nothing else in the project calls ``os.environ`` for configuration; processes
+build a :class:`Settings` once with :func:`load_settings` and pass it down.
+
+Demo mode is on when no ThinQ service id is configured: the assistant then
+talks to the bundled LG cloud simulator with the demo credentials that
+``devstack`` generates into the state directory (never committed to git).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REGIONS = ("kic", "eic", "aic")
+PHASES = ("OP", "QA")
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ThinQSettings:
+    """How to reach the ThinQ Connect API (or the simulator standing in for it)."""
+
+    base_url: str
+    service_id: str
+    service_key: str = field(repr=False)
+    default_country: str
+    region: str
+    phase: str
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    demo_mode: bool
+    state_dir: Path
+    database_url: str
+    token_key_file: Path
+    token_encryption_key: str | None = field(repr=False)
+    thinq: ThinQSettings
+    demo_thinq_user: str
+    demo_thinq_token: str | None = field(repr=False)
+    device_list_ttl_seconds: int
+    profile_ttl_seconds: int
+    simulator_url: str
+
+
+def thinq_base_url(region: str, phase: str) -> str:
+    """LG's partner ("ext") host for a region and server phase (facts sheet §1.1)."""
+    region = region.lower()
+    if region not in REGIONS:
+        raise SettingsError(f"THINQ_REGION must be one of {', '.join(REGIONS)}; got {region!r}")
+    phase = phase.upper()
+    if phase not in PHASES:
+        raise SettingsError(f"THINQ_PHASE must be OP or QA; got {phase!r}")
+    infix = "-qa" if phase == "QA" else ""
+    return f"https://{region}{infix}-ext.lgthinq.com"
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"expected a boolean (1/0, true/false), got {value!r}")
+
+
+def _positive_number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number; got {raw!r}") from exc
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive; got {raw!r}")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    state_dir = Path(env.get("STATE_DIR") or "var").resolve()
+
+    service_id = env.get("THINQ_SERVICE_ID", "")
+    demo_mode = _flag(env.get("DEMO_MODE"), default=not service_id)
+    simulator_url = env.get("SIMULATOR_URL") or "http://127.0.0.1:8700"
+
+    region = (env.get("THINQ_REGION") or "aic").lower()
+    phase = (env.get("THINQ_PHASE") or "OP").upper()
+    if env.get("THINQ_BASE_URL"):
+        base_url = env["THINQ_BASE_URL"].rstrip("/")
+    elif demo_mode:
+        base_url = simulator_url.rstrip("/")
+    else:
+        base_url = thinq_base_url(region, phase)
+
+    service_key = env.get("THINQ_SERVICE_KEY", "")
+    demo_token = env.get("DEMO_THINQ_TOKEN") or None
+    if demo_mode and not (service_id and service_key and demo_token):
+        # The demo credentials are random per machine and live outside git.
+        from devstack.credentials import load_or_create_demo_credentials
+
+        creds = load_or_create_demo_credentials(state_dir)
+        service_id = service_id or creds.service_id
+        service_key = service_key or creds.service_key
+        demo_token = demo_token or creds.demo_token
+    if not demo_mode and not (service_id and service_key):
+        raise SettingsError(
+            "THINQ_SERVICE_ID and THINQ_SERVICE_KEY are required outside demo mode "
+            "(they are the SERVICE_CONFIG values LG issues to a partner)"
+        )
+
+    country = (env.get("THINQ_COUNTRY") or "US").upper()
+    if len(country) != 2 or not country.isalpha():
+        raise SettingsError(f"THINQ_COUNTRY must be an ISO 3166 alpha-2 code; got {country!r}")
+
+    thinq = ThinQSettings(
+        base_url=base_url,
+        service_id=service_id,
+        service_key=service_key,
+        default_country=country,
+        region=region,
+        phase=phase,
+        timeout_seconds=_positive_number(env, "THINQ_TIMEOUT_SECONDS", 5.0),
+    )
+    database_url = env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{state_dir / 'assistant.db'}"
+    return Settings(
+        demo_mode=demo_mode,
+        state_dir=state_dir,
+        database_url=database_url,
+        token_key_file=state_dir / "token-encryption.key",
+        token_encryption_key=env.get("TOKEN_ENCRYPTION_KEY") or None,
+        thinq=thinq,
+        demo_thinq_user=env.get("DEMO_THINQ_USER") or "demo",
+        demo_thinq_token=demo_token if demo_mode else None,
+        device_list_ttl_seconds=int(_positive_number(env, "DEVICE_LIST_TTL_SECONDS", 600)),
+        profile_ttl_seconds=int(_positive_number(env, "PROFILE_TTL_SECONDS", 86400)),
+        simulator_url=simulator_url,
+    )

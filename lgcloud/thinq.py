@@ -1,0 +1,270 @@
+"""Async client for LG's ThinQ Connect partner API (v1 device, push and PCC endpoints).
+
+Transport only: headers, envelope, retries and error mapping. It knows nothing
+of Rasa or of our dialogue; callers pass each user's token and country.
+
+Retries: only idempotent reads (GET) are retried, with exponential backoff and
+jitter, on transport failures and on LG's "try again" codes. A control command
+is never repeated blindly: after a timeout its outcome is unknown and the
+caller must read the state before deciding anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from lgcloud.errors import (
+    RETRYABLE_CODES,
+    ThinQBadRequest,
+    ThinQError,
+    ThinQServerError,
+    ThinQTransportError,
+    error_for,
+)
+from lgcloud.message_id import new_message_id
+
+logger = logging.getLogger(__name__)
+
+ALREADY_SUBSCRIBED_PUSH = "1207"
+NOT_SUBSCRIBED_PUSH = "1206"
+
+
+@dataclass(frozen=True)
+class ThinQAuth:
+    """One end user's credentials for a call: their EMP OAuth token and country."""
+
+    token: str = field(repr=False)
+    country_code: str
+
+
+@dataclass(frozen=True)
+class DeviceSummary:
+    """One entry of ``GET /devices``."""
+
+    device_id: str
+    device_type: str
+    model_name: str
+    alias: str
+    reportable: bool
+
+    @classmethod
+    def from_api(cls, entry: dict[str, Any]) -> DeviceSummary:
+        info = entry.get("deviceInfo") or {}
+        device_type = info.get("deviceType")
+        if not isinstance(entry.get("deviceId"), str) or not isinstance(device_type, str):
+            raise ThinQTransportError("0000", f"device list entry without id or type: {entry!r}")
+        return cls(
+            device_id=entry["deviceId"],
+            device_type=device_type,
+            model_name=str(info.get("modelName") or ""),
+            alias=str(info.get("alias") or device_type),
+            reportable=bool(info.get("reportable", False)),
+        )
+
+
+class ThinQClient:
+    """One per process; share it. ``http`` lets tests or the process inject its AsyncClient."""
+
+    def __init__(
+        self,
+        base_url: str,
+        service_id: str,
+        service_key: str,
+        *,
+        timeout_seconds: float = 5.0,
+        http: httpx.AsyncClient | None = None,
+        read_retries: int = 2,
+        backoff_seconds: float = 0.2,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._service_id = service_id
+        self._service_key = service_key
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_seconds),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+        self._read_retries = read_retries
+        self._backoff_seconds = backoff_seconds
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"ThinQClient(base_url={self._base_url!r})"
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    # --- Device API -------------------------------------------------------------------------
+
+    async def list_devices(self, auth: ThinQAuth) -> list[DeviceSummary]:
+        payload = await self._request("GET", "/devices", auth)
+        return [DeviceSummary.from_api(entry) for entry in payload or []]
+
+    async def get_profile(self, auth: ThinQAuth, device_id: str) -> dict[str, Any]:
+        return await self._request("GET", f"/devices/profile/{_segment(device_id)}", auth)
+
+    async def get_status(self, auth: ThinQAuth, device_id: str) -> dict[str, Any]:
+        return await self._request("GET", f"/devices/{_segment(device_id)}", auth)
+
+    async def control(
+        self, auth: ThinQAuth, device_id: str, command: dict[str, Any], *, conditional: bool = True
+    ) -> Any:
+        """Send one control body (``{resource: {property: value}}``). Never retried."""
+        if not command:
+            raise ValueError("a control command needs at least one property")
+        return await self._request(
+            "POST",
+            f"/devices/{_segment(device_id)}",
+            auth,
+            json=command,
+            extra_headers={"x-conditional-control": "true" if conditional else "false"},
+        )
+
+    # --- Notification (push) and PCC subscriptions --------------------------------------------
+
+    async def list_push_subscriptions(self, auth: ThinQAuth) -> list[str]:
+        return _device_ids(await self._request("GET", "/push", auth))
+
+    async def subscribe_push(self, auth: ThinQAuth, device_id: str) -> None:
+        await self._subscribe(f"/push/{_segment(device_id)}", auth)
+
+    async def unsubscribe_push(self, auth: ThinQAuth, device_id: str) -> None:
+        await self._unsubscribe(f"/push/{_segment(device_id)}", auth)
+
+    async def list_pcc_subscriptions(self, auth: ThinQAuth) -> list[str]:
+        return _device_ids(await self._request("GET", "/pcc", auth))
+
+    async def subscribe_pcc(self, auth: ThinQAuth, device_id: str) -> None:
+        await self._subscribe(f"/pcc/{_segment(device_id)}", auth)
+
+    async def unsubscribe_pcc(self, auth: ThinQAuth, device_id: str) -> None:
+        await self._unsubscribe(f"/pcc/{_segment(device_id)}", auth)
+
+    async def _subscribe(self, path: str, auth: ThinQAuth) -> None:
+        try:
+            await self._request("POST", path, auth)
+        except ThinQBadRequest as exc:
+            # Subscribing twice is harmless: LG's "already subscribed" means we got what we asked.
+            if exc.code != ALREADY_SUBSCRIBED_PUSH:
+                raise
+
+    async def _unsubscribe(self, path: str, auth: ThinQAuth) -> None:
+        try:
+            await self._request("DELETE", path, auth)
+        except ThinQBadRequest as exc:
+            if exc.code != NOT_SUBSCRIBED_PUSH:
+                raise
+
+    # --- Transport ----------------------------------------------------------------------------
+
+    def _headers(self, auth: ThinQAuth) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {auth.token}",
+            "x-country-code": auth.country_code,
+            "x-message-id": new_message_id(),
+            "x-service-id": self._service_id,
+            "x-service-key": self._service_key,
+            "content-type": "application/json",
+        }
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        auth: ThinQAuth,
+        *,
+        json: Any = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> Any:
+        attempts = 1 + (self._read_retries if method == "GET" else 0)
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._request_once(method, path, auth, json, extra_headers)
+            except (ThinQTransportError, ThinQServerError) as exc:
+                retryable = isinstance(exc, ThinQTransportError) or exc.code in RETRYABLE_CODES
+                if attempt == attempts or not retryable:
+                    raise
+                delay = self._backoff_seconds * (2 ** (attempt - 1))
+                await self._sleep(delay * (0.5 + random.random()))
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _request_once(
+        self,
+        method: str,
+        path: str,
+        auth: ThinQAuth,
+        json: Any,
+        extra_headers: dict[str, str] | None,
+    ) -> Any:
+        headers = self._headers(auth)
+        if extra_headers:
+            headers.update(extra_headers)
+        message_id = headers["x-message-id"]
+        try:
+            response = await self._http.request(
+                method, self._base_url + path, headers=headers, json=json
+            )
+        except httpx.TimeoutException as exc:
+            logger.warning("ThinQ %s %s timed out (message %s)", method, path, message_id)
+            raise ThinQTransportError("0000", f"timed out: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:
+            logger.warning("ThinQ %s %s failed: %s", method, path, type(exc).__name__)
+            raise ThinQTransportError("0000", f"connection failed: {type(exc).__name__}") from exc
+
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.is_success and isinstance(body, dict) and "response" in body:
+            logger.debug("ThinQ %s %s -> %s", method, path, response.status_code)
+            return body["response"]
+        if response.is_success and response.status_code == 204:
+            return None
+
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict) and "code" in error:
+            code = str(error["code"]).zfill(4)
+            exc = error_for(code, str(error.get("message", "")), response.status_code)
+        elif response.status_code >= 500:
+            exc = ThinQServerError("2000", f"HTTP {response.status_code}", response.status_code)
+        else:
+            exc = ThinQTransportError(
+                "0000", f"unexpected HTTP {response.status_code} body", response.status_code
+            )
+        logger.info(
+            "ThinQ %s %s -> HTTP %s code %s %s (message %s)",
+            method,
+            path,
+            response.status_code,
+            exc.code,
+            exc.name,
+            message_id,
+        )
+        raise exc
+
+
+def _segment(device_id: str) -> str:
+    """A device id as exactly one URL path segment, whatever characters it holds."""
+    if not device_id or device_id in (".", ".."):
+        raise ValueError(f"not a device id: {device_id!r}")
+    return quote(device_id, safe="")
+
+
+def _device_ids(payload: Any) -> list[str]:
+    if not payload:
+        return []
+    if not isinstance(payload, list):
+        raise ThinQError("0000", f"expected a device list, got {type(payload).__name__}")
+    return [
+        entry["deviceId"] for entry in payload if isinstance(entry, dict) and "deviceId" in entry
+    ]

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, unit/integration/end-to-end tests (pytest, with the machine's
+# PostgreSQL and Redis), Rasa data validation, story tests and NLU cross-validation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+RASA=.venv/bin/rasa
+MODEL=$($PY -m devstack model-path | tail -n 1)
+# endpoints.yml / credentials.yml read these; rasa test never calls them.
+export ACTION_ENDPOINT_URL=${ACTION_ENDPOINT_URL:-http://127.0.0.1:5055/webhook}
+export CALLBACK_URL=${CALLBACK_URL:-http://127.0.0.1:8701/callback}
+mkdir -p reports
+
+echo "== lint"
+$PY -m ruff check .
+$PY -m ruff format --check .
+
+echo "== rasa data validate"
+# Fail on every data warning except "response not used in any story or rule": our responses
+# are uttered by custom actions, and tests/test_domain.py checks each one is really used.
+$RASA data validate --config config.yml --domain domain.yml --data data >reports/validate.log 2>&1 \
+  || { cat reports/validate.log; exit 1; }
+if grep "UserWarning" reports/validate.log | grep -v "is not used in any story or rule"; then
+  echo "rasa data validate reported the warnings above" >&2
+  exit 1
+fi
+
+echo "== rasa test: stories"
+$RASA test core --model "$MODEL" --stories tests/stories --out reports/stories \
+  --fail-on-prediction-errors --no-plot
+
+echo "== rasa test: NLU cross-validation"
+$RASA test nlu --nlu data/nlu --config config.yml --cross-validation --folds 3 \
+  --out reports/nlu --no-plot >reports/nlu-cross-validation.log 2>&1 \
+  || { tail -n 40 reports/nlu-cross-validation.log; exit 1; }
+$PY -m devstack.nlu_report reports/nlu reports/nlu-summary.md
+
+echo "== pytest"
+$PY -m pytest "$@"
