@@ -1,0 +1,82 @@
+"""Simulator settings, and the one place that reads the environment."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.credentials import load_or_create_demo_credentials
+
+DEMO_USER = "demo"
+NEIGHBOUR_USER = "neighbour"
+
+
+@dataclass(kw_only=True)
+class SimulatorConfig:
+    host: str = "127.0.0.1"
+    port: int = 8700
+    # Simulated seconds per real second: 60 makes a 45-minute wash last 45 real seconds.
+    time_scale: float = 60.0
+    service_id: str
+    # Secrets: kept out of repr so a logged config never leaks them.
+    service_key: str = field(repr=False)
+    tokens: dict[str, str] = field(repr=False)  # bearer token -> user id
+    callback_url: str | None = None  # where DEVICE_PUSH / PCC_EVENT callbacks are POSTed
+    tick_seconds: float = 1.0  # real seconds between background ticks
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.time_scale) or self.time_scale < 0:
+            raise ValueError("time_scale must be a finite number >= 0")
+        if not math.isfinite(self.tick_seconds) or self.tick_seconds <= 0:
+            raise ValueError("tick_seconds must be a finite number > 0")
+        if not self.service_id or not self.service_key:
+            raise ValueError("service_id and service_key must not be empty")
+        if any(not token for token in self.tokens):
+            raise ValueError("tokens must not be empty strings")
+
+
+def config_from_env() -> SimulatorConfig:
+    """Build the config from SIM_* variables; demo credentials fill whatever is unset.
+
+    SIM_NEIGHBOUR_TOKEN (optional) enables the second user, for isolation tests
+    run against a live simulator. SIM_TICK_SECONDS tunes the background tick.
+    """
+    env = os.environ
+    service_id = env.get("SIM_SERVICE_ID")
+    service_key = env.get("SIM_SERVICE_KEY")
+    demo_token = env.get("SIM_DEMO_TOKEN")
+    if not (service_id and service_key and demo_token):
+        creds = load_or_create_demo_credentials(Path(env.get("STATE_DIR", "var")))
+        service_id = service_id or creds.service_id
+        service_key = service_key or creds.service_key
+        demo_token = demo_token or creds.demo_token
+    tokens = {demo_token: DEMO_USER}
+    neighbour_token = env.get("SIM_NEIGHBOUR_TOKEN")
+    if neighbour_token:
+        tokens[neighbour_token] = NEIGHBOUR_USER
+    return SimulatorConfig(
+        host=env.get("SIM_HOST", "127.0.0.1"),
+        port=_int(env.get("SIM_PORT", "8700"), "SIM_PORT"),
+        time_scale=_float(env.get("SIM_TIME_SCALE", "60"), "SIM_TIME_SCALE"),
+        service_id=service_id,
+        service_key=service_key,
+        tokens=tokens,
+        callback_url=env.get("SIM_CALLBACK_URL") or None,
+        tick_seconds=_float(env.get("SIM_TICK_SECONDS", "1"), "SIM_TICK_SECONDS"),
+    )
+
+
+def _int(raw: str, name: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(raw: str, name: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
