@@ -86,7 +86,7 @@ async def simulator() -> AsyncIterator[RunningSimulator]:
         await runner.cleanup()
 
 
-def runtime_env(simulator: RunningSimulator, state_dir: Path, database_url: str) -> dict[str, str]:
+def runtime_env(simulator: RunningSimulator, state_dir: Path, db_url: str) -> dict[str, str]:
     return {
         "DEMO_MODE": "1",
         "STATE_DIR": str(state_dir),
@@ -94,7 +94,7 @@ def runtime_env(simulator: RunningSimulator, state_dir: Path, database_url: str)
         "THINQ_SERVICE_ID": simulator.service_id,
         "THINQ_SERVICE_KEY": simulator.service_key,
         "DEMO_THINQ_TOKEN": simulator.demo_token,
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": db_url,
         "THINQ_TIMEOUT_SECONDS": "3",
     }
 

@@ -100,21 +100,32 @@ def test_callback_channel_delivers_replies_to_the_callback_url(stack):
     assert delivered and "appliances" in delivered[0]["text"]
 
 
+@pytest.mark.parametrize("channel", ["rest", "callback"])
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"[]", b'{"sender": "x"}', b'{"message": 5, "sender": "x"}', b""],
+    [
+        b"{not json",
+        b"[]",
+        b'{"sender": "x"}',
+        b'{"message": "hi"}',
+        b'{"message": 5, "sender": "x"}',
+        b'{"message": "hi", "sender": ""}',
+        b"",
+        ('{"sender": "x", "message": "' + "x" * 20000 + '"}').encode(),
+    ],
 )
-def test_malformed_requests_get_a_4xx_not_a_500(stack, body):
+def test_malformed_requests_get_a_4xx_with_a_reason(stack, channel, body):
     response = httpx.post(
-        f"http://127.0.0.1:{stack.ports.rasa}/webhooks/rest/webhook",
+        f"http://127.0.0.1:{stack.ports.rasa}/webhooks/{channel}/webhook",
         content=body,
         headers={"content-type": "application/json"},
         timeout=30,
     )
     assert 400 <= response.status_code < 500, (response.status_code, response.text[:200])
+    assert response.json()["reason"]
 
 
-@pytest.mark.parametrize("text", ["", "   ", "x" * 20000, "🤖" * 500, "<script>alert(1)</script>"])
+@pytest.mark.parametrize("text", ["", "   ", "x" * 3000, "🤖" * 500, "<script>alert(1)</script>"])
 def test_odd_messages_get_a_clear_reply(stack, text):
     messages = say(stack, text)
     assert messages and all(m.get("text") for m in messages)

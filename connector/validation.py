@@ -1,0 +1,45 @@
+"""What a message posted to one of our chat endpoints must look like.
+
+Pure functions, no Rasa: the channels call them before handing a message to
+Rasa, so malformed input gets a 4xx with a reason instead of a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+MAX_MESSAGE_CHARS = 4000  # longer than any real chat turn or voice transcript
+MAX_SENDER_CHARS = 128
+MAX_BODY_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Problem:
+    status: int
+    reason: str
+
+
+def message_body_problem(raw: bytes) -> Problem | None:
+    """None when ``raw`` is a valid ``{"sender": str, "message": str}`` body, else what is wrong."""
+    if len(raw) > MAX_BODY_BYTES:
+        return Problem(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return Problem(400, "body is not valid JSON")
+    if not isinstance(body, dict):
+        return Problem(400, "body must be a JSON object")
+    sender = body.get("sender")
+    if not isinstance(sender, str) or not sender.strip():
+        return Problem(400, "'sender' must be a non-empty string")
+    if len(sender) > MAX_SENDER_CHARS or not sender.isprintable():
+        return Problem(400, f"'sender' must be printable and at most {MAX_SENDER_CHARS} characters")
+    message = body.get("message")
+    if not isinstance(message, str):
+        return Problem(400, "'message' must be a string")
+    if len(message) > MAX_MESSAGE_CHARS:
+        return Problem(413, f"'message' is longer than {MAX_MESSAGE_CHARS} characters")
+    if "metadata" in body and not isinstance(body["metadata"], dict | None):
+        return Problem(400, "'metadata' must be an object")
+    return None
