@@ -1,0 +1,85 @@
+"""The assistant's own persistent state: linked accounts and the device cache.
+
+Typical use::
+
+    storage = await Storage.open(settings)
+    account = await storage.accounts.get(sender_id)
+    ...
+    await storage.close()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import sessionmaker
+
+from assistant.storage.accounts import Account, AccountRepository
+from assistant.storage.crypto import TokenCipher, TokenDecryptError, TokenKeyError
+from assistant.storage.db import create_engine, create_schema, session_factory
+from assistant.storage.device_cache import DeviceCacheRepository, DeviceRecord
+
+if TYPE_CHECKING:
+    from assistant.settings import Settings
+
+__all__ = [
+    "Account",
+    "AccountRepository",
+    "DeviceCacheRepository",
+    "DeviceRecord",
+    "Storage",
+    "TokenCipher",
+    "TokenDecryptError",
+    "TokenKeyError",
+    "create_engine",
+    "create_schema",
+    "session_factory",
+]
+
+
+@dataclass
+class Storage:
+    engine: AsyncEngine
+    sessions: sessionmaker
+    cipher: TokenCipher = field(repr=False)
+    accounts: AccountRepository = field(repr=False)
+    devices: DeviceCacheRepository = field(repr=False)
+
+    @classmethod
+    async def open(cls, settings: Settings, *, cipher: TokenCipher | None = None) -> Storage:
+        """Connect to ``settings.database_url`` and create missing tables.
+
+        The cipher comes from the settings (see :meth:`TokenCipher.from_settings`)
+        unless one is given; it is built first so a missing key fails before any
+        connection is made.
+        """
+        cipher = cipher or TokenCipher.from_settings(settings)
+        return await cls.open_url(settings.database_url, cipher)
+
+    @classmethod
+    async def open_url(cls, database_url: str, cipher: TokenCipher) -> Storage:
+        engine = create_engine(database_url)
+        try:
+            await create_schema(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        sessions = session_factory(engine)
+        return cls(
+            engine=engine,
+            sessions=sessions,
+            cipher=cipher,
+            accounts=AccountRepository(sessions, cipher),
+            devices=DeviceCacheRepository(sessions),
+        )
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Storage:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
