@@ -85,6 +85,9 @@ class Stack:
             "SINK_PORT": str(self.ports.sink),
             "CALLBACK_URL": os.environ.get("CALLBACK_URL") or sink,
             "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{self.ports.actions}/webhook",
+            # rasa_sdk binds to SANIC_HOST (default 0.0.0.0); the demo stays on loopback.
+            "SANIC_HOST": os.environ.get("SANIC_HOST", "127.0.0.1"),
+            "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
         }
         env.update(self.env)
         return env

@@ -9,6 +9,7 @@ MODEL=$($PY -m devstack model-path | tail -n 1)
 # endpoints.yml / credentials.yml read these; rasa test never calls them.
 export ACTION_ENDPOINT_URL=${ACTION_ENDPOINT_URL:-http://127.0.0.1:5055/webhook}
 export CALLBACK_URL=${CALLBACK_URL:-http://127.0.0.1:8701/callback}
+export SQLALCHEMY_SILENCE_UBER_WARNING=1  # Rasa's SQL tracker store is SQLAlchemy 1.4 style
 mkdir -p reports
 
 echo "== lint"
