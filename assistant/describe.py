@@ -34,8 +34,8 @@ def _formatted(prop: PropertySpec, value: Any, fmt: str, vocab: Vocabulary) -> s
         return vocab.run_state_label(str(value))
     if fmt == "on_off":
         return "on" if value else "off"
-    if fmt == "yes_no":
-        return "yes" if value else "no"
+    if fmt == "flag":
+        return "" if value else None  # the label says it all; nothing when false
     if fmt == "enabled":
         return "enabled" if value else "disabled"
     if fmt == "celsius":
@@ -95,7 +95,7 @@ def describe(
             continue
         if prop.location and _has_sibling_locations(appliance, prop):
             label = f"{prop.location.lower()} {label}" if label else prop.location.lower()
-        phrases.append(f"{label} {text}" if label else text)
+        phrases.append(" ".join(part for part in (label, text) if part))
         if prop.key == "runState.currentState":
             left = remaining_time(status)
             if left and status.get(prop.key) in ("RUNNING", "RESERVED", "PAUSE", "PREHEATING"):
