@@ -183,22 +183,29 @@ async def list_push(request: web.Request, cloud: SimulatedCloud, user: str) -> A
     return _subscription_list(cloud, user, cloud.subscriptions.push)
 
 
+def _subscribe(table: dict[str, Any], device: Device) -> dict[str, Any]:
+    # LG has no PCC-specific codes; PCC reuses the push ones (1207 / 1206).
+    if device.device_id in table:
+        raise ThinQError("1207")
+    table[device.device_id] = None
+    return {}
+
+
+def _unsubscribe(table: dict[str, Any], device: Device) -> dict[str, Any]:
+    if device.device_id not in table:
+        raise ThinQError("1206")
+    del table[device.device_id]
+    return {}
+
+
 @thinq_endpoint
 async def subscribe_push(request: web.Request, cloud: SimulatedCloud, user: str) -> Any:
-    device = _device(request, cloud, user)
-    if device.device_id in cloud.subscriptions.push:
-        raise ThinQError("1207")
-    cloud.subscriptions.push[device.device_id] = None
-    return {}
+    return _subscribe(cloud.subscriptions.push, _device(request, cloud, user))
 
 
 @thinq_endpoint
 async def unsubscribe_push(request: web.Request, cloud: SimulatedCloud, user: str) -> Any:
-    device = _device(request, cloud, user)
-    if device.device_id not in cloud.subscriptions.push:
-        raise ThinQError("1206")
-    del cloud.subscriptions.push[device.device_id]
-    return {}
+    return _unsubscribe(cloud.subscriptions.push, _device(request, cloud, user))
 
 
 def _pcc_device(request: web.Request, cloud: SimulatedCloud, user: str) -> Device:
@@ -215,20 +222,12 @@ async def list_pcc(request: web.Request, cloud: SimulatedCloud, user: str) -> An
 
 @thinq_endpoint
 async def subscribe_pcc(request: web.Request, cloud: SimulatedCloud, user: str) -> Any:
-    device = _pcc_device(request, cloud, user)
-    if device.device_id in cloud.subscriptions.pcc:
-        raise ThinQError("1207")  # LG has no PCC-specific codes; the push ones are reused
-    cloud.subscriptions.pcc[device.device_id] = None
-    return {}
+    return _subscribe(cloud.subscriptions.pcc, _pcc_device(request, cloud, user))
 
 
 @thinq_endpoint
 async def unsubscribe_pcc(request: web.Request, cloud: SimulatedCloud, user: str) -> Any:
-    device = _pcc_device(request, cloud, user)
-    if device.device_id not in cloud.subscriptions.pcc:
-        raise ThinQError("1206")
-    del cloud.subscriptions.pcc[device.device_id]
-    return {}
+    return _unsubscribe(cloud.subscriptions.pcc, _pcc_device(request, cloud, user))
 
 
 # --- Event API ------------------------------------------------------------------------------
