@@ -21,10 +21,13 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    ports = Ports.free()
     running = Stack(
         model_path=ensure_model(),
-        ports=Ports.free(),
+        ports=ports,
         state_dir=Path(tmp_path_factory.mktemp("stack-state")),
+        # This stack's own sink, whatever CALLBACK_URL the calling shell has.
+        env={"CALLBACK_URL": f"http://127.0.0.1:{ports.sink}/callback"},
     )
     running.start(timeout_seconds=300)
     try:
