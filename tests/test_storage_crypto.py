@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +17,7 @@ from assistant.storage.crypto import (
 )
 from tests.db_fixtures import make_settings
 
-TOKEN = "emp-token-0123456789abcdef"
+TOKEN = f"emp-token-{secrets.token_hex(8)}"  # made up per run; never a real token
 
 
 def test_round_trip_and_ciphertext_hides_token() -> None:
