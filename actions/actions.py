@@ -157,3 +157,30 @@ def request_from(intent: str | None, tracker: Tracker) -> CommandRequest:
         number=latest_entity(tracker, "number"),
         direction=latest_entity(tracker, "direction"),
     )
+
+
+# intent -> (operation, kind) for action_manage_notifications
+NOTIFICATION_INTENTS = {
+    "subscribe_push": ("subscribe", "push"),
+    "unsubscribe_push": ("unsubscribe", "push"),
+    "subscribe_pcc": ("subscribe", "pcc"),
+    "unsubscribe_pcc": ("unsubscribe", "pcc"),
+}
+
+
+class ActionManageNotifications(AssistantAction):
+    """ "notify me when the washer is done", "stop ...", "what am I subscribed to?"."""
+
+    def name(self) -> str:
+        return "action_manage_notifications"
+
+    async def respond(self, assistant, session, memory, tracker):  # type: ignore[no-untyped-def]
+        alerts = (await get_runtime()).alerts
+        intent = tracker.latest_message.get("intent", {}).get("name") or ""
+        if intent not in NOTIFICATION_INTENTS:
+            return await alerts.list(session, memory, tracker.sender_id)
+        operation, kind = NOTIFICATION_INTENTS[intent]
+        mention = latest_entity(tracker, "device")
+        if operation == "subscribe":
+            return await alerts.subscribe(session, memory, tracker.sender_id, kind, mention)
+        return await alerts.unsubscribe(session, memory, tracker.sender_id, kind, mention)

@@ -102,6 +102,23 @@ def _payload_safe(text: str) -> str:
 YES_NO = (("Yes", "/affirm"), ("No", "/deny"))
 
 
+def lg_failure_reply(exc: ThinQError, appliance: Appliance | None, *, reading: bool) -> Reply:
+    """What to tell the user when LG failed; ``reading`` is False for commands."""
+    device = appliance.alias if appliance else "your appliance"
+    if isinstance(exc, DeviceOffline):
+        return Reply("utter_device_offline", {"device": device})
+    if isinstance(exc, DeviceNotFound):
+        return Reply("utter_device_gone", {"device": device})
+    if isinstance(exc, ThinQAuthError):
+        return Reply("utter_account_problem")
+    if isinstance(exc, RateLimited):
+        return Reply("utter_lg_busy")
+    if not reading and isinstance(exc, ThinQTransportError | ThinQServerError):
+        # The command may or may not have reached the appliance: say so, never resend blindly.
+        return Reply("utter_control_unconfirmed", {"device": device})
+    return Reply("utter_lg_unavailable")
+
+
 class ApplianceAssistant:
     def __init__(self, household: HouseholdService, vocab: Vocabulary) -> None:
         self._household = household
@@ -498,19 +515,7 @@ class ApplianceAssistant:
     # --- LG failures ----------------------------------------------------------------------------
 
     def _lg_failure(self, exc: ThinQError, appliance: Appliance | None, *, reading: bool) -> Reply:
-        device = appliance.alias if appliance else "your appliance"
-        if isinstance(exc, DeviceOffline):
-            return Reply("utter_device_offline", {"device": device})
-        if isinstance(exc, DeviceNotFound):
-            return Reply("utter_device_gone", {"device": device})
-        if isinstance(exc, ThinQAuthError):
-            return Reply("utter_account_problem")
-        if isinstance(exc, RateLimited):
-            return Reply("utter_lg_busy")
-        if not reading and isinstance(exc, ThinQTransportError | ThinQServerError):
-            # The command may or may not have reached the appliance: say so, never resend blindly.
-            return Reply("utter_control_unconfirmed", {"device": device})
-        return Reply("utter_lg_unavailable")
+        return lg_failure_reply(exc, appliance, reading=reading)
 
     async def _control_failure(
         self, session: UserSession, exc: ThinQError, appliance: Appliance

@@ -11,8 +11,10 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from assistant.alerts import AlertsAssistant
 from assistant.conversation import ApplianceAssistant, UserSession
 from assistant.household import HouseholdService
+from assistant.notifications import NotificationCatalog
 from assistant.settings import Settings, load_settings
 from assistant.storage import Storage
 from assistant.storage.accounts import Account
@@ -29,6 +31,7 @@ class Runtime:
     client: ThinQClient
     household: HouseholdService
     assistant: ApplianceAssistant
+    alerts: AlertsAssistant
 
     @classmethod
     async def create(cls, settings: Settings) -> Runtime:
@@ -45,8 +48,16 @@ class Runtime:
             list_ttl_seconds=settings.device_list_ttl_seconds,
             profile_ttl_seconds=settings.profile_ttl_seconds,
         )
+        vocab = load_vocabulary()
+        alerts = AlertsAssistant(
+            household,
+            vocab,
+            NotificationCatalog.load(vocab=vocab),
+            storage.subscriptions,
+            client,
+        )
         return cls(
-            settings, storage, client, household, ApplianceAssistant(household, load_vocabulary())
+            settings, storage, client, household, ApplianceAssistant(household, vocab), alerts
         )
 
     async def close(self) -> None:

@@ -10,6 +10,7 @@ talks to the bundled LG cloud simulator with the demo credentials that
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,29 @@ class ThinQSettings:
 
 
 @dataclass(frozen=True)
+class ConnectorSettings:
+    """The proactive-message connector: LG's callback receiver and the delivery workers."""
+
+    host: str
+    port: int
+    # Shared secret LG must present (the ``secret`` query parameter of the registered
+    # callback URL). None outside demo mode until configured: the receiver refuses to start.
+    callback_secret: str | None = field(repr=False)
+    # Redis for the delivery queue (streams + consumer groups); None: in-process queue.
+    redis_url: str | None
+    # Where the Rasa "callback" channel's messages go (Rasa reads the same variable).
+    callback_url: str | None
+    # Rasa's HTTP API, to record delivered notifications in the conversation history.
+    rasa_url: str | None
+    rasa_token: str | None = field(repr=False)
+    max_attempts: int
+    retry_base_seconds: float
+    retry_max_seconds: float
+    reclaim_after_seconds: float
+    send_timeout_seconds: float
+
+
+@dataclass(frozen=True)
 class Settings:
     demo_mode: bool
     state_dir: Path
@@ -49,6 +73,7 @@ class Settings:
     device_list_ttl_seconds: int
     profile_ttl_seconds: int
     simulator_url: str
+    connector: ConnectorSettings
 
 
 def thinq_base_url(region: str, phase: str) -> str:
@@ -134,6 +159,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         phase=phase,
         timeout_seconds=_positive_number(env, "THINQ_TIMEOUT_SECONDS", 5.0),
     )
+    connector = ConnectorSettings(
+        host=env.get("CONNECTOR_HOST") or "127.0.0.1",
+        port=int(_positive_number(env, "CONNECTOR_PORT", 8702)),
+        callback_secret=env.get("LG_CALLBACK_SECRET")
+        or (demo_callback_secret(service_key) if demo_mode else None),
+        redis_url=env.get("REDIS_URL") or None,
+        callback_url=env.get("CALLBACK_URL") or None,
+        rasa_url=(env.get("RASA_URL") or "").rstrip("/") or None,
+        rasa_token=env.get("RASA_TOKEN") or None,
+        max_attempts=int(_positive_number(env, "DELIVERY_MAX_ATTEMPTS", 8)),
+        retry_base_seconds=_positive_number(env, "DELIVERY_RETRY_BASE_SECONDS", 1.0),
+        retry_max_seconds=_positive_number(env, "DELIVERY_RETRY_MAX_SECONDS", 300.0),
+        reclaim_after_seconds=_positive_number(env, "DELIVERY_RECLAIM_AFTER_SECONDS", 30.0),
+        send_timeout_seconds=_positive_number(env, "DELIVERY_SEND_TIMEOUT_SECONDS", 5.0),
+    )
     database_url = env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{state_dir / 'assistant.db'}"
     return Settings(
         demo_mode=demo_mode,
@@ -147,4 +187,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         device_list_ttl_seconds=int(_positive_number(env, "DEVICE_LIST_TTL_SECONDS", 600)),
         profile_ttl_seconds=int(_positive_number(env, "PROFILE_TTL_SECONDS", 86400)),
         simulator_url=simulator_url,
+        connector=connector,
     )
+
+
+def demo_callback_secret(service_key: str) -> str:
+    """The demo's callback secret, derived from the machine's random demo service key.
+
+    Both the simulator (which calls back) and the connector (which checks) can
+    compute it, so the demo needs no configuration and no secret is committed.
+    """
+    return hashlib.sha256(f"lg-callback/{service_key}".encode()).hexdigest()

@@ -16,7 +16,10 @@ def demo() -> int:
     model = ensure_model()
     ports = Ports.from_env(os.environ)
     stack = Stack(model_path=model, ports=ports)
-    print("starting simulator, callback sink, action server and Rasa (model load takes ~40 s)...")
+    print(
+        "starting simulator, callback sink, connector, action server and Rasa "
+        "(model load takes ~40 s)..."
+    )
     stack.start()
     print(
         f"""
@@ -25,6 +28,10 @@ The assistant is running in demo mode (LG cloud simulator, demo household).
   Talk to it:   curl -s localhost:{ports.rasa}/webhooks/rest/webhook \\
                   -d '{{"sender": "me", "message": "turn on express mode on my fridge"}}'
   Callback:     POST localhost:{ports.rasa}/webhooks/callback/webhook (replies go to CALLBACK_URL)
+  Notifications: say "notify me when the washer is done" on the callback channel, then
+                "start the washer"; about 45 s later the sink gets "Your Washer has finished
+                washing." (see it: curl -s 'localhost:{ports.sink}/messages?sender=<you>')
+  LG callbacks: POST localhost:{ports.connector}/lg/callbacks?secret=... (the connector)
   Simulator:    curl -s localhost:{ports.simulator}/sim/devices
   Logs:         {stack.state_dir / "logs"}
 

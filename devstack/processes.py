@@ -1,4 +1,4 @@
-"""Start, watch and stop the stack's processes: simulator, callback sink, action server, Rasa.
+"""Start, watch and stop the stack: simulator, callback sink, connector, action server, Rasa.
 
 Used by ``make demo`` (``python -m devstack demo``) and by the end-to-end tests,
 which start their own stack on free ports and stop it afterwards.
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from assistant.settings import demo_callback_secret
 from devstack.credentials import load_or_create_demo_credentials
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,7 @@ class Ports:
     actions: int = 5055
     simulator: int = 8700
     sink: int = 8701
+    connector: int = 8702
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Ports:
@@ -43,11 +45,12 @@ class Ports:
             actions=int(env.get("ACTION_PORT", 5055)),
             simulator=int(env.get("SIM_PORT", 8700)),
             sink=int(env.get("SINK_PORT", 8701)),
+            connector=int(env.get("CONNECTOR_PORT", 8702)),
         )
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), free_port())
+        return cls(free_port(), free_port(), free_port(), free_port(), free_port())
 
 
 @dataclass
@@ -83,6 +86,14 @@ class Stack:
             "SIM_SERVICE_KEY": creds.service_key,
             "SIM_DEMO_TOKEN": creds.demo_token,
             "SINK_PORT": str(self.ports.sink),
+            "CONNECTOR_PORT": str(self.ports.connector),
+            # LG calls the connector back; the secret rides in the registered URL.
+            "SIM_CALLBACK_URL": (
+                f"http://127.0.0.1:{self.ports.connector}/lg/callbacks"
+                f"?secret={demo_callback_secret(creds.service_key)}"
+            ),
+            # Delivered notifications are recorded in the conversation through Rasa's API.
+            "RASA_URL": f"http://127.0.0.1:{self.ports.rasa}",
             "CALLBACK_URL": os.environ.get("CALLBACK_URL") or sink,
             "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{self.ports.actions}/webhook",
             # rasa_sdk binds to SANIC_HOST (default 0.0.0.0); the demo stays on loopback.
@@ -105,6 +116,11 @@ class Stack:
                 "callback-sink",
                 [python, "-m", "devstack.sink"],
                 f"http://127.0.0.1:{self.ports.sink}/health",
+            ),
+            Process(
+                "connector",
+                [python, "-m", "connector"],
+                f"http://127.0.0.1:{self.ports.connector}/health",
             ),
             Process(
                 "action-server",

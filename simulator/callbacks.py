@@ -21,12 +21,44 @@ class Delivery:
     reason: str | None = None
 
 
+CALLBACK_SCHEMES = ("http", "https")
+MAX_CALLBACK_URL_LENGTH = 2048
+
+
 def redacted(url: str) -> str:
-    """The URL without query or credentials: a callback URL may carry a secret."""
+    """The URL without query, fragment or credentials: a callback URL may carry a secret."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # out-of-range port: leave it out rather than fail while logging
+        port = ""
     return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def callback_url_problem(url: object) -> str | None:
+    """Why ``url`` cannot be a callback URL, or None when it can.
+
+    The reason never quotes the URL: it may carry a secret.
+    """
+    if not isinstance(url, str):
+        return "url must be a string or null"
+    if len(url) > MAX_CALLBACK_URL_LENGTH:
+        return f"url must be at most {MAX_CALLBACK_URL_LENGTH} characters"
+    if any(char.isspace() or not char.isprintable() for char in url):
+        return "url must not contain whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port outside 0..65535
+    except ValueError:
+        return "url is not a valid URL"
+    if parts.scheme not in CALLBACK_SCHEMES:
+        return "url must be an http or https URL"
+    if not parts.hostname:
+        return "url must name a host"
+    return None
 
 
 class CallbackSender:

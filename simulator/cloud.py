@@ -16,11 +16,20 @@ from aiohttp import web
 
 from simulator.appliance import Behaviour, behaviour_for
 from simulator.becon import BeconSite
-from simulator.callbacks import CallbackSender, Delivery
+from simulator.callbacks import CallbackSender, Delivery, redacted
 from simulator.clock import SimClock
 from simulator.config import SimulatorConfig
-from simulator.household import Device, Household
-from simulator.messages import device_push_message, pcc_event_message
+from simulator.household import Device, Household, new_device_id
+from simulator.messages import (
+    DEVICE_ALIAS_CHANGED,
+    DEVICE_REGISTERED,
+    DEVICE_UNREGISTERED,
+    device_alias_changed_message,
+    device_push_message,
+    device_registered_message,
+    device_unregistered_message,
+    pcc_event_message,
+)
 from simulator.profile import normalize
 from simulator.subscriptions import Subscriptions
 
@@ -32,6 +41,18 @@ MAX_CALLS_LOGGED = 10_000
 PCC_DEVICE_TYPES = frozenset(
     {"DEVICE_WASHER", "DEVICE_REFRIGERATOR", "DEVICE_DISH_WASHER", "DEVICE_OVEN"}
 )
+
+
+class RegistryError(ValueError):
+    """A device cannot be added as asked (no template of its type, unknown owner)."""
+
+
+@dataclass(frozen=True)
+class RegistryChange:
+    """One registry push to send: what happened (LG's pushType) to which device."""
+
+    push_type: str
+    device: Device
 
 
 @dataclass(frozen=True)
@@ -52,9 +73,7 @@ class SimulatedCloud:
         self.config = config
         self.clock = clock or SimClock(config.time_scale)
         self.household = household or Household.load()
-        self.behaviours: dict[str, Behaviour] = {
-            d.device_id: behaviour_for(d.device_type) for d in self.household.all()
-        }
+        self.behaviours: dict[str, Behaviour] = {}
         self.subscriptions = Subscriptions()
         self.sender = CallbackSender(config.callback_url)
         self.becon = BeconSite()
@@ -62,7 +81,7 @@ class SimulatedCloud:
         self._last_tick = self.clock.now()
         self._deliveries: set[asyncio.Task[Any]] = set()
         for device in self.household.all():
-            self.behaviours[device.device_id].sync(device.state)
+            self._track(device)
 
     # --- device state ------------------------------------------------------------------
 
@@ -90,12 +109,75 @@ class SimulatedCloud:
         device.state = scratch
         return None
 
-    def reset(self) -> None:
-        """Contract: every device back to its initial state; ids and subscriptions kept."""
+    def reset(self) -> list[RegistryChange]:
+        """Contract: every device back to its initial state; ids and subscriptions kept.
+
+        Also the household.json device set comes back (ours): devices added at run
+        time go, with their subscriptions; removed ones return; aliases are restored.
+        Returns the registry pushes that tell a connected partner about it.
+        """
+        restored = self.household.restore()
+        for device in restored.removed:
+            self._forget(device)
         for device in self.household.all():
-            device.reset()
-            self.behaviours[device.device_id].sync(device.state)
+            self._track(device)
         self.becon.reset()
+        return [
+            *(RegistryChange(DEVICE_UNREGISTERED, d) for d in restored.removed),
+            *(RegistryChange(DEVICE_REGISTERED, d) for d in restored.returned),
+            *(RegistryChange(DEVICE_ALIAS_CHANGED, d) for d in restored.renamed),
+        ]
+
+    # --- the device registry (/sim add, remove, rename) ---------------------------------
+
+    def add_device(
+        self, device_type: str, alias: str, model_name: str | None, owner: str
+    ) -> Device:
+        """A new device copying the first household.json device of its type.
+
+        Callers come through the HTTP middleware, which has already caught every device
+        up with the clock: the new one's countdown starts now, not at the last tick.
+        """
+        template = self.household.template(device_type)
+        if template is None:
+            raise RegistryError(f"no household.json device of type {device_type} to copy")
+        if owner not in self.household.users:
+            raise RegistryError("unknown owner: not a user of household.json")
+        device_id = new_device_id()
+        while self.household.get(device_id) is not None:  # astronomically unlikely
+            device_id = new_device_id()
+        device = template.copy_as(
+            device_id=device_id,
+            alias=alias,
+            model_name=model_name or template.model_name,
+            owner=owner,
+        )
+        self.household.add(device)
+        self._track(device)
+        return device
+
+    def remove_device(self, device: Device) -> None:
+        self.household.remove(device.device_id)
+        self._forget(device)
+
+    def rename_device(self, device: Device, alias: str) -> bool:
+        """Whether the alias changed: renaming to the same alias is no change to announce."""
+        changed = device.alias != alias
+        device.alias = alias
+        return changed
+
+    def _track(self, device: Device) -> None:
+        """Give a (new or returning) device its appliance rules and countdown counters.
+
+        Every device needs an entry: tick() and control() look each one up.
+        """
+        behaviour = self.behaviours.setdefault(device.device_id, behaviour_for(device.device_type))
+        behaviour.sync(device.state)
+
+    def _forget(self, device: Device) -> None:
+        # A device that left LG has no subscriptions; should it return, it starts clean.
+        self.behaviours.pop(device.device_id, None)
+        self.subscriptions.drop(device.device_id)
 
     # --- time --------------------------------------------------------------------------
 
@@ -138,6 +220,41 @@ class SimulatedCloud:
         return results
 
     # --- callbacks ---------------------------------------------------------------------
+
+    @property
+    def callback_url(self) -> str | None:
+        """Where callbacks go now: SIM_CALLBACK_URL at start, /sim/callback-url later."""
+        return self.sender.url
+
+    def set_callback_url(self, url: str | None) -> None:
+        # The URL may carry a secret in its query: only the redacted form is logged.
+        self.sender.url = url
+        log.info("callback URL %s", f"set to {redacted(url)}" if url else "cleared")
+
+    def registry_message(self, change: RegistryChange) -> dict[str, Any]:
+        device = change.device
+        ids = {
+            "service_id": self.config.service_id,
+            "device_id": device.device_id,
+            "user_id": device.owner,
+        }
+        if change.push_type == DEVICE_REGISTERED:
+            return device_registered_message(
+                **ids,
+                model_name=device.model_name,
+                device_type=device.device_type,
+                alias=device.alias,
+            )
+        if change.push_type == DEVICE_UNREGISTERED:
+            return device_unregistered_message(
+                **ids, device_type=device.device_type, alias=device.alias
+            )
+        return device_alias_changed_message(**ids, alias=device.alias)
+
+    async def announce(self, change: RegistryChange) -> Delivery:
+        """Send a registry push. No subscription is needed: LG subscribes every service
+        to these by default once it has listed the user's devices."""
+        return await self.sender.send(self.registry_message(change))
 
     async def send_push(self, device: Device, push_code: str) -> Delivery:
         message = device_push_message(

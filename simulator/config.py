@@ -23,7 +23,9 @@ class SimulatorConfig:
     # Secrets: kept out of repr so a logged config never leaks them.
     service_key: str = field(repr=False)
     tokens: dict[str, str] = field(repr=False)  # bearer token -> user id
-    callback_url: str | None = None  # where DEVICE_PUSH / PCC_EVENT callbacks are POSTed
+    # Where callbacks are POSTed at start (/sim/callback-url changes it at run time).
+    # Out of repr too: its query string may carry a secret.
+    callback_url: str | None = field(default=None, repr=False)
     tick_seconds: float = 1.0  # real seconds between background ticks
 
     def __post_init__(self) -> None:

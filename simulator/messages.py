@@ -1,6 +1,7 @@
 """Shapes LG uses on the wire: message ids, timestamps, callback bodies.
 
-Callback shapes follow lg-api/notification-api.txt (DEVICE_PUSH under ``push``)
+Callback shapes follow lg-api/notification-api.txt (DEVICE_PUSH and the registry
+pushes DEVICE_REGISTERED / DEVICE_UNREGISTERED / DEVICE_ALIAS_CHANGED under ``push``)
 and lg-api/pcc-api.txt (PCC_EVENT under ``event``).
 """
 
@@ -22,21 +23,75 @@ def utc_timestamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
+DEVICE_REGISTERED = "DEVICE_REGISTERED"
+DEVICE_UNREGISTERED = "DEVICE_UNREGISTERED"
+DEVICE_ALIAS_CHANGED = "DEVICE_ALIAS_CHANGED"
+
+
+def _push_message(push: dict[str, Any]) -> dict[str, Any]:
+    return {"messageId": new_message_id(), "timestamp": utc_timestamp(), "push": push}
+
+
 def device_push_message(
     *, service_id: str, device_id: str, device_type: str, push_code: str, user_id: str
 ) -> dict[str, Any]:
-    return {
-        "messageId": new_message_id(),
-        "timestamp": utc_timestamp(),
-        "push": {
+    return _push_message(
+        {
             "pushType": "DEVICE_PUSH",
             "serviceId": service_id,
             "deviceId": device_id,
             "pushCode": push_code,
             "deviceType": device_type,
             "userList": [user_id],
-        },
-    }
+        }
+    )
+
+
+# Registry pushes name the owner as ``userNumber`` (one user), where DEVICE_PUSH has a
+# ``userList``; LG's pages give each its own field list, copied here key for key.
+def device_registered_message(
+    *, service_id: str, device_id: str, user_id: str, model_name: str, device_type: str, alias: str
+) -> dict[str, Any]:
+    return _push_message(
+        {
+            "pushType": DEVICE_REGISTERED,
+            "serviceId": service_id,
+            "deviceId": device_id,
+            "userNumber": user_id,
+            "modelName": model_name,
+            "deviceType": device_type,
+            "alias": alias,
+        }
+    )
+
+
+def device_unregistered_message(
+    *, service_id: str, device_id: str, user_id: str, device_type: str, alias: str
+) -> dict[str, Any]:
+    return _push_message(
+        {
+            "pushType": DEVICE_UNREGISTERED,
+            "serviceId": service_id,
+            "deviceId": device_id,
+            "userNumber": user_id,
+            "deviceType": device_type,
+            "alias": alias,
+        }
+    )
+
+
+def device_alias_changed_message(
+    *, service_id: str, device_id: str, user_id: str, alias: str
+) -> dict[str, Any]:
+    return _push_message(
+        {
+            "pushType": DEVICE_ALIAS_CHANGED,
+            "serviceId": service_id,
+            "deviceId": device_id,
+            "userNumber": user_id,
+            "alias": alias,
+        }
+    )
 
 
 def pcc_event_message(

@@ -6,6 +6,7 @@ beside a `make demo`), talks to it over HTTP, checks effects through /sim, stops
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from assistant.settings import demo_callback_secret
+from devstack.credentials import load_or_create_demo_credentials
 from devstack.processes import Ports, Stack
 from devstack.training import ensure_model
 
@@ -133,3 +136,123 @@ def test_odd_messages_get_a_clear_reply(stack, text):
     messages = say(stack, text)
     assert messages and all(m.get("text") for m in messages)
     assert all(p.popen.poll() is None for p in stack.processes)
+
+
+# --- proactive messages: subscribe by chat, LG calls back, the sink gets the message -----------
+
+
+def on_callback_channel(stack: Stack, sender: str, text: str) -> None:
+    response = httpx.post(
+        f"http://127.0.0.1:{stack.ports.rasa}/webhooks/callback/webhook",
+        json={"sender": sender, "message": text},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+
+
+def sink_texts(stack: Stack, sender: str) -> list[str]:
+    delivered = httpx.get(
+        f"http://127.0.0.1:{stack.ports.sink}/messages", params={"sender": sender}, timeout=10
+    ).json()
+    return [m.get("text", "") for m in delivered]
+
+
+def wait_for_text(stack: Stack, sender: str, needle: str, timeout: float = 20.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = sink_texts(stack, sender)
+        if any(needle in t for t in seen):
+            return seen
+        time.sleep(0.2)
+    raise AssertionError(f"{needle!r} never reached {sender}; got {sink_texts(stack, sender)}")
+
+
+def sim(stack: Stack, method: str, path: str, **kwargs) -> httpx.Response:
+    return httpx.request(
+        method, f"http://127.0.0.1:{stack.ports.simulator}{path}", timeout=30, **kwargs
+    )
+
+
+def test_washer_finished_reaches_the_user_who_asked(stack):
+    sim(stack, "POST", "/sim/reset")
+    sender, bystander = f"e2e-push-{uuid.uuid4().hex[:8]}", f"e2e-quiet-{uuid.uuid4().hex[:8]}"
+    on_callback_channel(stack, bystander, "what devices do I have")
+    on_callback_channel(stack, sender, "notify me when the washer is done")
+    assert "message you here about the Washer" in " ".join(sink_texts(stack, sender))
+    washer = sim_devices(stack)["Washer"]["deviceId"]
+    assert washer in sim(stack, "GET", "/sim/subscriptions").json()["push"]
+
+    on_callback_channel(stack, sender, "start the washer")
+    assert sim_devices(stack)["Washer"]["state"]["runState.currentState"] == "RUNNING"
+    before = len(sink_texts(stack, sender))
+    # A 45-minute wash, in simulated time; the simulator then calls LG's callback.
+    advanced = sim(stack, "POST", "/sim/clock/advance", json={"seconds": 46 * 60}).json()
+    assert {"deviceId": washer, "pushCode": "WASHING_IS_COMPLETE", "sent": True} in [
+        {k: p[k] for k in ("deviceId", "pushCode", "sent")} for p in advanced["pushes"]
+    ]
+    seen = wait_for_text(stack, sender, "Your Washer has finished washing.")
+    assert len(seen) == before + 1
+    assert not any("finished washing" in t for t in sink_texts(stack, bystander))
+
+
+def test_pcc_guidance_reaches_the_user_with_the_guide_link(stack):
+    sender = f"e2e-pcc-{uuid.uuid4().hex[:8]}"
+    on_callback_channel(stack, sender, "tell me if anything goes wrong with the fridge")
+    fridge = sim_devices(stack)["Fridge"]["deviceId"]
+    assert fridge in sim(stack, "GET", "/sim/subscriptions").json()["pcc"]
+    url = "https://www.lg.com/us/support/guide/door-open"
+    sent = sim(
+        stack,
+        "POST",
+        f"/sim/devices/{fridge}/pcc",
+        json={"diagnosisType": "DOOR_OPEN_TOO_LONG", "contentUrl": url},
+    )
+    assert sent.status_code == 200, sent.text
+    wait_for_text(
+        stack, sender, "Your Fridge may have a problem: a door that was open too long. LG's guide"
+    )
+    assert any(url in t for t in sink_texts(stack, sender))
+
+
+def test_a_new_device_is_announced_and_usable_at_once(stack):
+    sender = f"e2e-reg-{uuid.uuid4().hex[:8]}"
+    on_callback_channel(stack, sender, "what devices do I have")
+    added = sim(
+        stack,
+        "POST",
+        "/sim/devices",
+        json={"deviceType": "DEVICE_DISH_WASHER", "alias": "Kitchen Dishwasher"},
+    )
+    assert added.status_code == 201, added.text
+    device_id = added.json()["device"]["deviceId"]
+    try:
+        wait_for_text(stack, sender, 'A new dishwasher, "Kitchen Dishwasher", was added')
+        # Usable without a restart: the cache already holds it (its profile is fetched now).
+        on_callback_channel(stack, sender, "is the kitchen dishwasher running")
+        answer = sink_texts(stack, sender)[-1]
+        assert "Kitchen Dishwasher" in answer and "can't find" not in answer, answer
+    finally:
+        sim(stack, "DELETE", f"/sim/devices/{device_id}")
+    wait_for_text(stack, sender, '"Kitchen Dishwasher" (dishwasher) was removed')
+
+
+def test_bad_lg_callbacks_are_refused_and_stored_nowhere(stack):
+    url = f"http://127.0.0.1:{stack.ports.connector}/lg/callbacks"
+    body = {
+        "messageId": "e2e-bad-1",
+        "timestamp": "2026-11-23T12:00:00.000000",
+        "push": {"pushType": "DEVICE_PUSH", "deviceId": "nope", "pushCode": "X", "userList": []},
+    }
+    assert httpx.post(url, json=body, timeout=10).status_code == 401  # no secret
+    assert httpx.post(url, params={"secret": "wrong"}, json=body, timeout=10).status_code == 401
+    secret = demo_callback_secret(load_or_create_demo_credentials(stack.state_dir).service_key)
+    unknown = httpx.post(url, params={"secret": secret}, json=body, timeout=10)
+    assert unknown.status_code in (404, 422) and unknown.json()["reason"]
+    malformed = httpx.post(
+        url,
+        params={"secret": secret},
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+    assert malformed.status_code == 400 and malformed.json()["reason"]

@@ -1,4 +1,4 @@
-"""The assistant's own persistent state: linked accounts and the device cache.
+"""The assistant's own persistent state: linked accounts, device cache, subscriptions.
 
 Typical use::
 
@@ -20,6 +20,7 @@ from assistant.storage.accounts import Account, AccountRepository
 from assistant.storage.crypto import TokenCipher, TokenDecryptError, TokenKeyError
 from assistant.storage.db import create_engine, create_schema, session_factory
 from assistant.storage.device_cache import DeviceCacheRepository, DeviceRecord
+from assistant.storage.subscriptions import SubscriptionRepository
 
 if TYPE_CHECKING:
     from assistant.settings import Settings
@@ -30,6 +31,7 @@ __all__ = [
     "DeviceCacheRepository",
     "DeviceRecord",
     "Storage",
+    "SubscriptionRepository",
     "TokenCipher",
     "TokenDecryptError",
     "TokenKeyError",
@@ -46,6 +48,7 @@ class Storage:
     cipher: TokenCipher = field(repr=False)
     accounts: AccountRepository = field(repr=False)
     devices: DeviceCacheRepository = field(repr=False)
+    subscriptions: SubscriptionRepository = field(repr=False)
 
     @classmethod
     async def open(cls, settings: Settings, *, cipher: TokenCipher | None = None) -> Storage:
@@ -73,6 +76,7 @@ class Storage:
             cipher=cipher,
             accounts=AccountRepository(sessions, cipher),
             devices=DeviceCacheRepository(sessions),
+            subscriptions=SubscriptionRepository(sessions),
         )
 
     async def close(self) -> None:

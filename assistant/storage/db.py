@@ -17,7 +17,7 @@ from sqlalchemy import event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 
 from assistant.storage.models import Base
 
@@ -105,6 +105,10 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             kwargs["connect_args"] = {"check_same_thread": False}
         else:
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            # SQLAlchemy 1.4 defaults file databases to NullPool: every session would open
+            # a new aiosqlite thread and connection (about 12 ms here), which dominates
+            # short transactions. A queue pool keeps connections (SQLAlchemy 2.0's default).
+            kwargs["poolclass"] = AsyncAdaptedQueuePool
         engine = create_async_engine(parsed, **kwargs)
         _install_sqlite_pragmas(engine, memory=memory)
         return engine

@@ -3,6 +3,10 @@
 * ``linked_accounts``: which ThinQ account (and encrypted token) a chat sender uses.
 * ``cached_devices``: a ThinQ user's device list and, lazily, each device's profile.
 * ``device_list_refreshes``: when a user's device list was last fetched from ThinQ.
+* ``notification_subscriptions``: which conversation wants which device's pushes / PCC events.
+* ``lg_callbacks``: every callback LG sent us, stored before we acknowledge it.
+* ``outbox``: the proactive messages those callbacks became, one per conversation, with
+  their delivery state.
 
 Every timestamp is a timezone-aware UTC :class:`~datetime.datetime`, on SQLite as
 well as PostgreSQL (see :class:`UTCDateTime`).
@@ -18,9 +22,13 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Index,
+    Integer,
     LargeBinary,
     String,
+    Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import declarative_base
 
@@ -98,3 +106,77 @@ class DeviceListRefresh(Base):
 
     thinq_user = Column(String(255), primary_key=True)
     refreshed_at = Column(UTCDateTime, nullable=False)
+
+
+class NotificationSubscription(Base):
+    """A conversation asked to hear about a device: "push" (cycle done...) or "pcc" (faults).
+
+    LG's subscription is per service and device; ours is per conversation, so LG is
+    unsubscribed only when the last conversation of that ThinQ user lets go.
+    """
+
+    __tablename__ = "notification_subscriptions"
+    __table_args__ = (Index("ix_notification_subscriptions_device", "device_id", "kind"),)
+
+    sender_id = Column(String(255), primary_key=True)
+    device_id = Column(String(255), primary_key=True)
+    kind = Column(String(8), primary_key=True)
+    thinq_user = Column(String(255), nullable=False, index=True)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class LgCallbackRecord(Base):
+    """A callback LG POSTed to us, stored before we answer 2xx (so none is lost).
+
+    ``state`` is ``received`` until the delivery worker has turned it into outbox rows
+    (``planned``); the sweeper re-queues rows left ``received`` by a crash.
+    """
+
+    __tablename__ = "lg_callbacks"
+    __table_args__ = (Index("ix_lg_callbacks_state_received", "state", "received_at"),)
+
+    message_id = Column(String(128), primary_key=True)
+    push_type = Column(String(64), nullable=False)
+    device_id = Column(String(128), nullable=False)
+    body = Column(JSON, nullable=False)
+    received_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    state = Column(String(16), nullable=False, default="received")
+    planned_at = Column(UTCDateTime, nullable=True)
+
+
+class OutboxMessage(Base):
+    """One proactive message for one conversation, from one LG callback.
+
+    ``id`` is the idempotency key channels receive, so a partner can drop a redelivery.
+    The unique (message_id, sender_id) pair is what makes delivery once per conversation.
+    ``state``: pending (waiting for an attempt, from ``next_attempt_at``), sending (claimed
+    by a worker at ``claimed_at``), delivered, or failed (``last_error`` says why).
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("message_id", "sender_id", name="uq_outbox_message_sender"),
+        Index("ix_outbox_state_next_attempt", "state", "next_attempt_at"),
+        Index("ix_outbox_history", "state", "history_recorded_at", "delivered_at"),
+        Index("ix_outbox_sender_created", "sender_id", "created_at"),
+    )
+
+    id = Column(String(36), primary_key=True)
+    message_id = Column(String(128), nullable=False)
+    sender_id = Column(String(255), nullable=False)
+    # The input channel the sender last used; None when unknown (cannot be delivered).
+    channel = Column(String(64), nullable=True)
+    thinq_user = Column(String(255), nullable=False)
+    device_id = Column(String(128), nullable=False)
+    kind = Column(String(16), nullable=False)
+    response = Column(String(255), nullable=False)
+    params = Column(JSON, nullable=False)
+    text = Column(Text, nullable=False)
+    state = Column(String(16), nullable=False)
+    attempts = Column(Integer, nullable=False, default=0)
+    next_attempt_at = Column(UTCDateTime, nullable=True)
+    claimed_at = Column(UTCDateTime, nullable=True)
+    last_error = Column(Text, nullable=True)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    delivered_at = Column(UTCDateTime, nullable=True)
+    history_recorded_at = Column(UTCDateTime, nullable=True)
