@@ -15,6 +15,7 @@ test: setup model
 
 bench: setup model
 	@.venv/bin/python -m devstack.bench
+	@.venv/bin/python -m devstack.bench_callbacks --suite
 
 lint: setup
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .

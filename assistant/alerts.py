@@ -14,6 +14,7 @@ conversation of that LG user lets go.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -84,27 +85,41 @@ class AlertsAssistant:
             return self._catalog.supports_pcc(appliance.device_type)
         return bool(self._catalog.push_events(appliance.device_type))
 
+    async def _target(
+        self,
+        session: UserSession,
+        memory: Memory,
+        mention: str | None,
+        action: str,
+        kind: str,
+        capable: Callable[[Appliance], bool],
+    ) -> tuple[Appliance, Memory] | Outcome:
+        """The appliance the user means (and memory pointing at it), or the reply that
+        asks which one / says why not."""
+        try:
+            appliances = await self._household.appliances(session.thinq_user, session.auth)
+        except ThinQError as exc:
+            return Outcome([lg_failure_reply(exc, None, reading=True)], memory)
+        resolution = resolve(
+            mention, appliances, self._vocab, capable=capable, context_ids=memory.context_ids
+        )
+        if not isinstance(resolution, Resolved):
+            return self._unresolved(resolution, memory, appliances, action, kind)
+        appliance = resolution.appliance
+        return appliance, replace(memory, context_ids=(appliance.device_id,), pending=None)
+
     # --- subscribe ----------------------------------------------------------------------------
 
     async def subscribe(
         self, session: UserSession, memory: Memory, sender_id: str, kind: str, mention: str | None
     ) -> Outcome:
         _check_kind(kind)
-        try:
-            appliances = await self._household.appliances(session.thinq_user, session.auth)
-        except ThinQError as exc:
-            return Outcome([lg_failure_reply(exc, None, reading=True)], memory)
-        resolution = resolve(
-            mention,
-            appliances,
-            self._vocab,
-            capable=lambda a: self._offers(kind, a),
-            context_ids=memory.context_ids,
+        target = await self._target(
+            session, memory, mention, "subscribe", kind, lambda a: self._offers(kind, a)
         )
-        if not isinstance(resolution, Resolved):
-            return self._unresolved(resolution, memory, appliances, "subscribe", kind)
-        appliance = resolution.appliance
-        memory = replace(memory, context_ids=(appliance.device_id,), pending=None)
+        if isinstance(target, Outcome):
+            return target
+        appliance, memory = target
         try:
             if kind == "push":
                 await self._client.subscribe_push(session.auth, appliance.device_id)
@@ -127,22 +142,13 @@ class AlertsAssistant:
         self, session: UserSession, memory: Memory, sender_id: str, kind: str, mention: str | None
     ) -> Outcome:
         _check_kind(kind)
-        try:
-            appliances = await self._household.appliances(session.thinq_user, session.auth)
-        except ThinQError as exc:
-            return Outcome([lg_failure_reply(exc, None, reading=True)], memory)
         subscribed = {d for d, k in await self._subs.for_sender(sender_id) if k == kind}
-        resolution = resolve(
-            mention,
-            appliances,
-            self._vocab,
-            capable=lambda a: a.device_id in subscribed,
-            context_ids=memory.context_ids,
+        target = await self._target(
+            session, memory, mention, "unsubscribe", kind, lambda a: a.device_id in subscribed
         )
-        if not isinstance(resolution, Resolved):
-            return self._unresolved(resolution, memory, appliances, "unsubscribe", kind)
-        appliance = resolution.appliance
-        memory = replace(memory, context_ids=(appliance.device_id,), pending=None)
+        if isinstance(target, Outcome):
+            return target
+        appliance, memory = target
         await self._subs.remove(sender_id, appliance.device_id, kind)
         if not await self._subs.still_wanted(session.thinq_user, appliance.device_id, kind):
             await self._drop_at_lg(session, appliance.device_id, kind)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 import yaml
 
 from assistant.storage import DeviceRecord, Storage
-from assistant.storage.subscriptions import CachedCopy, Recipient
+from assistant.storage.subscriptions import CachedCopy, DeviceAudience, Recipient
 from assistant.vocabulary import Vocabulary, load_vocabulary
 from lgcloud.callbacks import (
     DEVICE_ALIAS_CHANGED,
@@ -41,6 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOMAIN_FILE = ROOT / "domain.yml"
 CATALOG_FILE = Path(__file__).resolve().parent / "data" / "notifications.yml"
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# Callbacks that go to the conversations that subscribed, by the subscription kind.
+_SUBSCRIBED_KINDS = {DEVICE_PUSH: "push", PCC_EVENT: "pcc"}
 
 
 @dataclass(frozen=True)
@@ -178,28 +181,51 @@ class NotificationPlanner:
         return "unknown user: no conversation is linked to this LG user"
 
     async def plan(self, callback: LgCallback) -> list[Notice]:
-        if callback.push_type == DEVICE_PUSH:
-            return await self._subscribed(callback, "push")
-        if callback.push_type == PCC_EVENT:
-            return await self._subscribed(callback, "pcc")
-        if callback.push_type == DEVICE_REGISTERED:
-            return await self._registered(callback)
-        if callback.push_type == DEVICE_UNREGISTERED:
-            return await self._unregistered(callback)
-        if callback.push_type == DEVICE_ALIAS_CHANGED:
-            return await self._renamed(callback)
-        raise ValueError(f"unexpected push type {callback.push_type!r}")
+        """Who is to be told what about ``callback``; registry changes also update the
+        device cache. Idempotent: planning the same callback again gives the same notices."""
+        return (await self.plan_many([callback]))[0]
+
+    async def plan_many(self, callbacks: Sequence[LgCallback]) -> list[list[Notice]]:
+        """:meth:`plan` for a batch, in order. Each run of pushes and PCC events (nearly
+        all traffic) shares two lookups; registry changes, which write to the device
+        cache, are planned one at a time between runs, so a push after a rename in the
+        same batch already uses the new name."""
+        planned: list[list[Notice]] = []
+        run: list[tuple[LgCallback, str]] = []
+
+        async def plan_run() -> None:
+            audiences = await self._subs.audiences(c.device_id for c, _ in run)
+            planned.extend(self._subscribed(c, kind, audiences[c.device_id]) for c, kind in run)
+            run.clear()
+
+        for callback in callbacks:
+            kind = _SUBSCRIBED_KINDS.get(callback.push_type)
+            if kind is not None:
+                run.append((callback, kind))
+                continue
+            if run:
+                await plan_run()
+            if callback.push_type == DEVICE_REGISTERED:
+                planned.append(await self._registered(callback))
+            elif callback.push_type == DEVICE_UNREGISTERED:
+                planned.append(await self._unregistered(callback))
+            elif callback.push_type == DEVICE_ALIAS_CHANGED:
+                planned.append(await self._renamed(callback))
+            else:
+                raise ValueError(f"unexpected push type {callback.push_type!r}")
+        if run:
+            await plan_run()
+        return planned
 
     # --- pushes and PCC events: only the conversations that asked ---------------------------
 
-    async def _subscribed(self, callback: LgCallback, kind: str) -> list[Notice]:
-        recipients = await self._subs.subscribers(callback.device_id, kind)
-        if not recipients:
-            return []
-        copies = {c.thinq_user: c for c in await self._subs.cached_copies(callback.device_id)}
+    def _subscribed(
+        self, callback: LgCallback, kind: str, audience: DeviceAudience
+    ) -> list[Notice]:
         notices = []
-        for recipient in recipients:
-            device_type, alias = self._device_names(callback, copies.get(recipient.thinq_user))
+        for recipient in audience.subscribed(kind):
+            copy = audience.copies.get(recipient.thinq_user)
+            device_type, alias = self._device_names(callback, copy)
             params = {"device": alias, "device_type": self._type_name(device_type)}
             if kind == "push":
                 code = callback.push_code or ""

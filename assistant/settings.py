@@ -58,6 +58,9 @@ class ConnectorSettings:
     retry_max_seconds: float
     reclaim_after_seconds: float
     send_timeout_seconds: float
+    # Prefix of the connector's Redis keys, so deployments (and test runs) sharing one
+    # Redis database keep apart.
+    redis_prefix: str = "lgconn"
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_max_seconds=_positive_number(env, "DELIVERY_RETRY_MAX_SECONDS", 300.0),
         reclaim_after_seconds=_positive_number(env, "DELIVERY_RECLAIM_AFTER_SECONDS", 30.0),
         send_timeout_seconds=_positive_number(env, "DELIVERY_SEND_TIMEOUT_SECONDS", 5.0),
+        redis_prefix=env.get("CONNECTOR_REDIS_PREFIX") or "lgconn",
     )
     database_url = env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{state_dir / 'assistant.db'}"
     return Settings(

@@ -1,6 +1,8 @@
 """Benchmark: LG callbacks in, user messages out, through the real connector process.
 
-``python -m devstack.bench_callbacks [--count N] [--rate R] [--redis URL --database URL]``
+``python -m devstack.bench_callbacks [--count N] [--rate R] [--processes P]
+[--postgres SERVER_URL] [--redis URL]``, or ``--suite`` for the three configurations
+the README reports (``make bench`` runs that).
 
 Seeds a database with S linked conversations (each with its own device and push
 subscription), starts ``python -m connector`` (receiver + delivery worker) on a
@@ -10,16 +12,25 @@ latency instead of being hidden by a slower sender). Each callback carries a
 unique push code; the delivered text names it, which ties every message at the
 sink back to the callback that caused it.
 
-Prints one table: callbacks/s accepted, delivered/s, callback->delivered
-p50/p95/p99, lost and duplicated messages. Loopback only; bounded in time.
+With ``--postgres`` it creates a scratch database on that server and drops it after;
+with ``--redis`` its keys carry a prefix of their own, deleted after. With
+``--processes P`` (needs Redis) one receiver-only process and P-1 worker-only processes
+run. A warm-up (default 1000 callbacks, not measured) comes first: pools fill, caches warm.
+
+Prints a table: callbacks/s accepted, delivered/s, callback->delivered p50/p95/p99, lost
+and duplicated messages. Exit status 1 if anything was lost, duplicated or refused.
+Loopback only; bounded in time. The load generator and the sink run in this process, on
+the same 2 cores as the connector: the figures include that competition.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
+import secrets
 import signal
 import statistics
 import subprocess
@@ -27,12 +38,15 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import aiohttp
+import uvloop
 from aiohttp import web
+from sqlalchemy.engine import make_url
 
 from assistant.settings import demo_callback_secret
 from assistant.storage import DeviceRecord, Storage, TokenCipher
@@ -48,6 +62,11 @@ class Sink:
     arrivals: dict[int, float] = field(default_factory=dict)
     received: Counter[int] = field(default_factory=Counter)
     unparsed: int = 0
+
+    def forget(self, numbers: Iterable[int]) -> None:
+        for number in numbers:
+            self.arrivals.pop(number, None)
+            self.received.pop(number, None)
 
     async def receive(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -100,8 +119,11 @@ def callback(number: int, senders: int) -> dict:
     }
 
 
-async def fire(url: str, count: int, rate: float, senders: int) -> tuple[dict[int, float], int]:
-    """Send ``count`` callbacks at ``rate``/s; return send times and how many were refused."""
+async def fire(
+    url: str, count: int, rate: float, senders: int, first: int = 0
+) -> tuple[dict[int, float], int]:
+    """Send callbacks ``first`` .. ``first + count - 1`` at ``rate``/s; return their send
+    times and how many were refused."""
     sent: dict[int, float] = {}
     refused = 0
     connector = aiohttp.TCPConnector(limit=256)
@@ -117,8 +139,8 @@ async def fire(url: str, count: int, rate: float, senders: int) -> tuple[dict[in
 
         start = time.perf_counter()
         tasks = []
-        for number in range(count):
-            due = start + number / rate
+        for number in range(first, first + count):
+            due = start + (number - first) / rate
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -134,9 +156,90 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def scratch_postgres(server_url: str) -> Iterator[str]:
+    """A throwaway database on ``server_url`` (a user allowed to CREATE DATABASE)."""
+    import psycopg2
+
+    name = f"lgassist_bench_{secrets.token_hex(4)}"
+    admin = psycopg2.connect(server_url, connect_timeout=5)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield str(make_url(server_url).set(database=name))
+        finally:
+            with admin.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
+def delete_redis_keys(redis_url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+async def run(args: argparse.Namespace) -> tuple[Rows, bool]:
+    if args.postgres is None:
+        return await run_on(args, None)
+    with scratch_postgres(args.postgres) as database_url:
+        return await run_on(args, database_url)
+
+
+def print_table(columns: list[Rows]) -> None:
+    """Metrics down, one column per run."""
+    names = [name for name, _ in columns[0]]
+    cells = [[name, *(dict(rows)[name] for rows in columns)] for name in names]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    header = ["metric", *(f"run {i + 1}" for i in range(len(columns)))]
+    widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
+    for row in [header, ["-" * w for w in widths], *cells]:
+        print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+async def suite(args: argparse.Namespace) -> int:
+    """The configurations the README reports: the embedded default, and PostgreSQL + Redis
+    with one process and with a receiver and a worker process."""
+    configurations = [
+        {"postgres": None, "redis": None, "processes": 1},
+        {"postgres": args.postgres_server, "redis": args.redis_server, "processes": 1},
+        {"postgres": args.postgres_server, "redis": args.redis_server, "processes": 2},
+    ]
+    columns, ok = [], True
+    for configuration in configurations:
+        run_args = argparse.Namespace(**{**vars(args), **configuration})
+        rows, clean = await run(run_args)
+        columns.append(rows)
+        ok = ok and clean
+    print()
+    print_table(columns)
+    return 0 if ok else 1
+
+
+async def single(args: argparse.Namespace) -> int:
+    rows, clean = await run(args)
+    print()
+    print_table([rows])
+    return 0 if clean else 1
+
+
+Rows = list[tuple[str, str]]
+
+
+async def run_on(args: argparse.Namespace, postgres_url: str | None) -> tuple[Rows, bool]:
+    """One measured run: the table rows, and whether nothing was lost, duplicated or refused."""
     state = Path(tempfile.mkdtemp(prefix="bench-callbacks-"))
-    database_url = args.database or f"sqlite+aiosqlite:///{state / 'assistant.db'}"
+    database_url = postgres_url or f"sqlite+aiosqlite:///{state / 'assistant.db'}"
+    redis_prefix = f"bench{secrets.token_hex(4)}"
     key = TokenCipher.generate_key()
     await seed(database_url, key, args.senders)
 
@@ -162,17 +265,32 @@ async def run(args: argparse.Namespace) -> int:
         "DEMO_THINQ_TOKEN": "bench-token",
         "CALLBACK_URL": f"http://127.0.0.1:{sink_port}/callback",
         "REDIS_URL": args.redis or "",
+        "CONNECTOR_REDIS_PREFIX": redis_prefix,
         "LOG_LEVEL": "WARNING",
     }
     procs = []
     try:
-        procs.extend(spawn_connector(state, env, port) for port in ports)
+        # One receiver; alone it also delivers, otherwise the other processes deliver.
+        receiver_flags = ("--no-worker",) if len(ports) > 1 else ()
+        procs.append(spawn_connector(state, env, ports[0], *receiver_flags))
+        # INFO: a worker's "connector ready" line is how the bench knows it started.
+        worker_env = {**env, "LOG_LEVEL": "INFO"}
+        procs.extend(
+            spawn_connector(state, worker_env, port, "--no-receiver") for port in ports[1:]
+        )
         async with aiohttp.ClientSession() as http:
-            for port in ports:
-                await wait_ready(http, f"http://127.0.0.1:{port}/health", procs)
+            await wait_ready(http, f"http://127.0.0.1:{ports[0]}/health", procs)
+        await wait_logged(state, ports[1:], procs)
         secret = demo_callback_secret(service_key)
-        # One receiver address per process, as a load balancer would spread them.
-        urls = [f"http://127.0.0.1:{p}/lg/callbacks?secret={secret}" for p in ports]
+        urls = [f"http://127.0.0.1:{ports[0]}/lg/callbacks?secret={secret}"]
+        if args.warmup:
+            # Not measured: connection pools fill, statement caches warm, the receiver's
+            # acceptance cache fills. "Sustained" is what follows.
+            warm, _ = await fire(urls[0], args.warmup, args.rate, args.senders, first=args.count)
+            deadline = time.perf_counter() + args.drain_seconds
+            while any(n not in sink.arrivals for n in warm) and time.perf_counter() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            sink.forget(warm)
         started = time.perf_counter()
         per = args.count // len(urls)
         results = await asyncio.gather(
@@ -189,12 +307,23 @@ async def run(args: argparse.Namespace) -> int:
         while len(sink.arrivals) < len(sent) and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         latencies = [(sink.arrivals[n] - sent[n]) * 1000 for n in sent if n in sink.arrivals]
+        if args.dump:
+            # One line per delivered callback: when it was sent (s from the start), latency.
+            lines = ["sent_s,latency_ms"] + [
+                f"{sent[n] - started:.3f},{(sink.arrivals[n] - sent[n]) * 1000:.1f}"
+                for n in sorted(sent, key=sent.__getitem__)
+                if n in sink.arrivals
+            ]
+            await asyncio.to_thread(Path(args.dump).write_text, "\n".join(lines) + "\n")
         first, last = min(sent.values()), max(sink.arrivals.values(), default=started)
         lost = len(sent) - len(sink.arrivals)
         duplicated = sum(c - 1 for c in sink.received.values() if c > 1)
         rows = [
             ("configuration", describe(args, database_url)),
-            ("callbacks sent", f"{len(sent)} at a target of {args.rate:.0f}/s"),
+            (
+                "callbacks sent",
+                f"{len(sent)} at a target of {args.rate:.0f}/s, after {args.warmup} warm-up",
+            ),
             ("callbacks accepted/s", f"{(len(sent) - refused) / accepted_s:.0f}"),
             ("refused (non-200)", str(refused)),
             ("messages delivered/s", f"{len(sink.arrivals) / max(last - first, 1e-9):.0f}"),
@@ -204,11 +333,7 @@ async def run(args: argparse.Namespace) -> int:
             ("lost", str(lost)),
             ("duplicated", str(duplicated + sink.unparsed)),
         ]
-        width = max(len(r[0]) for r in rows)
-        print(f"\n{'metric'.ljust(width)} | value\n{'-' * width}-|------")
-        for name, value in rows:
-            print(f"{name.ljust(width)} | {value}")
-        return 0 if lost == 0 and duplicated == 0 and refused == 0 else 1
+        return rows, lost == 0 and duplicated == 0 and refused == 0
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -219,12 +344,16 @@ async def run(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         await runner.cleanup()
+        if args.redis:
+            delete_redis_keys(args.redis, redis_prefix)
 
 
-def spawn_connector(state: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def spawn_connector(
+    state: Path, env: dict[str, str], port: int, *flags: str
+) -> subprocess.Popen[bytes]:
     with (state / f"connector-{port}.log").open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "connector"],
+            [sys.executable, "-m", "connector", *flags],
             cwd=ROOT,
             env={**env, "CONNECTOR_PORT": str(port)},
             stdout=log,
@@ -241,9 +370,11 @@ async def fire_offset(
 
 
 def describe(args: argparse.Namespace, database_url: str) -> str:
-    database = database_url.split(":", 1)[0]
+    database = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
     queue = "Redis streams" if args.redis else "in-process queue"
-    return f"{args.processes} connector process(es), {database}, {queue}"
+    workers = args.processes - 1
+    processes = f"1 receiver + {workers} worker process(es)" if workers else "1 process"
+    return f"{processes}, {database}, {queue}"
 
 
 async def wait_ready(http: aiohttp.ClientSession, url: str, procs: list) -> None:
@@ -261,19 +392,61 @@ async def wait_ready(http: aiohttp.ClientSession, url: str, procs: list) -> None
     raise TimeoutError(f"connector not ready at {url}")
 
 
+async def wait_logged(state: Path, ports: list[int], procs: list) -> None:
+    """Worker-only processes serve no health check: wait for their ready line."""
+    deadline = time.monotonic() + 60
+    for port in ports:
+        log = state / f"connector-{port}.log"
+        while "connector ready" not in log.read_text(errors="replace"):
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"a connector process exited during start-up; see {log}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"connector worker not ready; see {log}")
+            await asyncio.sleep(0.2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.bench_callbacks")
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--rate", type=float, default=500.0, help="callbacks per second")
     parser.add_argument("--senders", type=int, default=200)
     parser.add_argument("--processes", type=int, default=1)
-    parser.add_argument("--database", default=None, help="DATABASE_URL (default: SQLite)")
+    parser.add_argument(
+        "--postgres",
+        default=None,
+        help="PostgreSQL server URL to create a scratch database on (default: SQLite)",
+    )
     parser.add_argument("--redis", default=None, help="REDIS_URL (default: in-process queue)")
     parser.add_argument("--drain-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--warmup", type=int, default=1000, help="callbacks sent first and not measured"
+    )
+    parser.add_argument("--dump", help="write each callback's send time and latency (CSV)")
+    parser.add_argument(
+        "--suite",
+        action="store_true",
+        help="run the README's three configurations (SQLite; PostgreSQL + Redis, 1 and 2 "
+        "processes) and print them side by side",
+    )
+    parser.add_argument(
+        "--postgres-server",
+        default=os.environ.get("TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test"),
+        help="with --suite: the PostgreSQL server (default $TEST_POSTGRES_URL or local)",
+    )
+    parser.add_argument(
+        "--redis-server",
+        default=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+        help="with --suite: the Redis server (default $TEST_REDIS_URL or local db 15)",
+    )
     args = parser.parse_args()
+    # The load generator and sink share the 2 cores with what they measure: the faster
+    # event loop leaves more of them to the connector (which uses it too).
+    uvloop.install()
+    if args.suite:
+        return asyncio.run(suite(args))
     if args.processes > 1 and not args.redis:
         parser.error("several connector processes need --redis (the in-process queue is local)")
-    return asyncio.run(run(args))
+    return asyncio.run(single(args))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ __all__ = [
     "redis_key_prefix",
     "redis_server_url",
     "redis_url",
+    "reset_postgres_tables",
     "storage",
     "token_cipher",
 ]
@@ -129,7 +130,8 @@ def postgres_database_url(postgres_server_url: str) -> Iterator[str]:
         admin.close()
 
 
-def _reset_postgres_tables(url: str) -> None:
+def reset_postgres_tables(url: str) -> None:
+    """Drop this package's tables in the database at ``url`` (a test starts empty)."""
     names = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
     connection = _pg_connect(url)
     try:
@@ -144,7 +146,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'db' / 'assistant.db'}"
     url = request.getfixturevalue("postgres_database_url")
-    _reset_postgres_tables(url)
+    reset_postgres_tables(url)
     return url
 
 

@@ -193,6 +193,27 @@ def test_washer_finished_reaches_the_user_who_asked(stack):
     seen = wait_for_text(stack, sender, "Your Washer has finished washing.")
     assert len(seen) == before + 1
     assert not any("finished washing" in t for t in sink_texts(stack, bystander))
+    # The conversation itself records what the user was told, and the washer is in context.
+    event = wait_for_history(stack, sender, "Your Washer has finished washing.")
+    assert event["metadata"]["proactive"] is True
+    tracker = httpx.get(
+        f"http://127.0.0.1:{stack.ports.rasa}/conversations/{sender}/tracker", timeout=10
+    ).json()
+    assert tracker["slots"]["context_devices"] == [washer]
+
+
+def wait_for_history(stack: Stack, sender: str, text: str, timeout: float = 20.0) -> dict:
+    """The bot event with ``text`` in the sender's Rasa tracker, once it is there."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tracker = httpx.get(
+            f"http://127.0.0.1:{stack.ports.rasa}/conversations/{sender}/tracker", timeout=10
+        ).json()
+        for event in tracker.get("events", []):
+            if event.get("event") == "bot" and event.get("text") == text:
+                return event
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} never entered {sender}'s conversation history")
 
 
 def test_pcc_guidance_reaches_the_user_with_the_guide_link(stack):

@@ -152,6 +152,45 @@ async def test_push_subscribers_are_not_told_pcc_events(planner, storage):
     assert await planner.plan(pcc(FRIDGE, "DOOR_OPEN_TOO_LONG")) == []
 
 
+async def test_a_batch_is_planned_in_order_with_registry_changes_applied_between(planner, storage):
+    await storage.subscriptions.add("alice-phone", "alice", WASHER, "push", NOW)
+    await storage.subscriptions.add("alice-web", "alice", FRIDGE, "pcc", NOW)
+    batch = [
+        push("WASHING_IS_COMPLETE", message_id="m-1"),
+        pcc(FRIDGE, "DOOR_OPEN_TOO_LONG"),
+        registry("DEVICE_ALIAS_CHANGED", WASHER, alias="Laundry"),
+        push("WASHING_IS_COMPLETE", "nobody-has-it", message_id="m-2"),
+        push("ERROR_DURING_WASHING", message_id="m-3"),
+    ]
+    planned = await planner.plan_many(batch)
+    assert [texts(notices) for notices in planned] == [
+        [("alice-phone", "callback", "Your Washer has finished washing.")],
+        [
+            (
+                "alice-web",
+                "socketio",
+                "Your Kitchen Fridge may have a problem: a door that was open too long. "
+                "LG's guide on what to do: https://lg.example/guide/1",
+            )
+        ],
+        [
+            (sender, channel, 'Your washer "Washer" is now called "Laundry".')
+            for sender, channel in (("alice-phone", "callback"), ("alice-web", "socketio"))
+        ],
+        [],
+        # After the rename in the same batch: the new name.
+        [
+            (
+                "alice-phone",
+                "callback",
+                "Your Laundry stopped with an error during the wash. "
+                "Check its display for the error code.",
+            )
+        ],
+    ]
+    assert (await storage.devices.get_device("alice", WASHER)).alias == "Laundry"
+
+
 # --- registry changes keep the cache right and tell everyone linked ---------------------
 
 

@@ -100,10 +100,15 @@ async def test_create_schema_is_idempotent_and_concurrency_safe(database_url: st
         # Several processes starting at once each call create_schema on an empty DB.
         others = [create_engine(database_url) for _ in range(4)]
         try:
-            await asyncio.gather(*(create_schema(other) for other in others))
+            # Every start runs to its end before the engines go (a failed one must not
+            # leave the others' connections, and their threads, behind).
+            results = await asyncio.gather(
+                *(create_schema(other) for other in others), return_exceptions=True
+            )
         finally:
             for other in others:
                 await other.dispose()
+        assert [r for r in results if isinstance(r, BaseException)] == []
         await create_schema(engine)
         await create_schema(engine)
         async with engine.connect() as conn:

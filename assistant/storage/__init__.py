@@ -76,7 +76,7 @@ class Storage:
             cipher=cipher,
             accounts=AccountRepository(sessions, cipher),
             devices=DeviceCacheRepository(sessions),
-            subscriptions=SubscriptionRepository(sessions),
+            subscriptions=SubscriptionRepository(sessions, engine),
         )
 
     async def close(self) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,17 +78,34 @@ def _is_sqlite_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:")
 
 
+def _enable_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, retried: the switch needs the database to itself, and
+    SQLite answers "database is locked" without consulting the busy timeout when other
+    connections are opening it at the same moment (several processes starting at once).
+    Once a file is in WAL mode, the pragma is a no-op that never fails this way."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)  # on this connection's own thread (aiosqlite), not the loop
+
+
 def _install_sqlite_pragmas(engine: AsyncEngine, *, memory: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
+            # Concurrent writers wait for the lock instead of failing at once. First:
+            # switching the journal mode below also waits for the lock.
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             if not memory:
                 # WAL lets readers proceed while one writer commits.
-                cursor.execute("PRAGMA journal_mode=WAL")
+                _enable_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
-            # Concurrent writers wait for the lock instead of failing at once.
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         finally:
             cursor.close()
 
@@ -109,12 +128,22 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             # a new aiosqlite thread and connection (about 12 ms here), which dominates
             # short transactions. A queue pool keeps connections (SQLAlchemy 2.0's default).
             kwargs["poolclass"] = AsyncAdaptedQueuePool
+            # Connections beyond pool_size are closed when handed back, and a new one
+            # costs that 12 ms again: under the connector's concurrent sessions the
+            # default 5 meant a fresh connection for most transactions.
+            kwargs["pool_size"] = 20
+            kwargs["max_overflow"] = 20
         engine = create_async_engine(parsed, **kwargs)
         _install_sqlite_pragmas(engine, memory=memory)
         return engine
 
     # PostgreSQL: connections die when the server restarts or a proxy idles them out.
     kwargs["pool_pre_ping"] = True
+    # Connections beyond pool_size are closed when returned; each new one costs a TLS
+    # probe, authentication and type introspection. Ten kept connections cover a
+    # connector's concurrent sessions without that churn; idle ones cost the server little.
+    kwargs["pool_size"] = 10
+    kwargs["max_overflow"] = 20
     return create_async_engine(parsed, **kwargs)
 
 
@@ -129,8 +158,19 @@ async def create_schema(engine: AsyncEngine) -> None:
 
     for attempt in range(5):
         try:
-            async with engine.begin() as conn:
-                await conn.run_sync(Base.metadata.create_all)
+            async with engine.connect() as conn:
+                # create_all reads the catalogue, then writes. Begun as a plain (deferred)
+                # transaction, a reader that must upgrade to writer while another process
+                # writes gets "database is locked" at once, without waiting (SQLite cannot
+                # let a stale snapshot write). IMMEDIATE takes the write lock first, so
+                # concurrent starters queue on the busy timeout instead.
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    await conn.run_sync(Base.metadata.create_all)
+                except BaseException:
+                    await conn.rollback()
+                    raise
+                await conn.commit()
             return
         except exc.OperationalError as error:
             # Another process created the table between our check and CREATE.

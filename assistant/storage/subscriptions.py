@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import sessionmaker
 
 from assistant.storage.db import dialect_insert
@@ -22,6 +23,8 @@ _accounts = LinkedAccount.__table__
 _devices = CachedDevice.__table__
 
 KINDS = ("push", "pcc")
+# Values per IN list: well under SQLite's bound-parameter limit.
+_IN_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -42,14 +45,29 @@ class CachedCopy:
     alias: str
 
 
+@dataclass(frozen=True)
+class DeviceAudience:
+    """Everyone a device's pushes can concern (see SubscriptionRepository.audiences)."""
+
+    subscribers: dict[str, list[Recipient]]  # by kind ("push", "pcc"), sender order
+    copies: dict[str, CachedCopy]  # by ThinQ user
+
+    def subscribed(self, kind: str) -> list[Recipient]:
+        _check_kind(kind)
+        return self.subscribers.get(kind, [])
+
+
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
 
 
 class SubscriptionRepository:
-    def __init__(self, session_factory: sessionmaker) -> None:
+    def __init__(self, session_factory: sessionmaker, engine: AsyncEngine) -> None:
         self._sessions = session_factory
+        # The lookups the connector makes per callback batch use plain connections: an
+        # ORM session around a single SELECT costs more than the SELECT.
+        self._engine = engine
 
     async def add(
         self, sender_id: str, thinq_user: str, device_id: str, kind: str, now: datetime
@@ -110,17 +128,45 @@ class SubscriptionRepository:
             ).scalar_one()
             return bool(count)
 
-    async def subscribers(self, device_id: str, kind: str) -> list[Recipient]:
-        """Every linked conversation subscribed to the device, with its last channel."""
-        _check_kind(kind)
-        async with self._sessions() as session:
-            rows = await session.execute(
-                select(_subs.c.sender_id, _subs.c.thinq_user, _accounts.c.channel)
-                .join(_accounts, _accounts.c.sender_id == _subs.c.sender_id)
-                .where(_subs.c.device_id == device_id, _subs.c.kind == kind)
-                .order_by(_subs.c.sender_id)
-            )
-            return [Recipient(r.sender_id, r.thinq_user, r.channel) for r in rows]
+    async def audiences(self, device_ids: Iterable[str]) -> dict[str, DeviceAudience]:
+        """Who hears about each device: its subscribers by kind (linked conversations
+        only, with their last channel) and every user's cached copy. Two queries for the
+        whole batch, whatever its size, because the delivery worker plans callbacks in
+        batches. Every requested device has an entry (empty if nobody wants it)."""
+        wanted = sorted(set(device_ids))
+        found: dict[str, DeviceAudience] = {d: DeviceAudience({}, {}) for d in wanted}
+        async with self._engine.connect() as conn:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                subscribers = await conn.execute(
+                    select(
+                        _subs.c.device_id,
+                        _subs.c.kind,
+                        _subs.c.sender_id,
+                        _subs.c.thinq_user,
+                        _accounts.c.channel,
+                    )
+                    .join(_accounts, _accounts.c.sender_id == _subs.c.sender_id)
+                    .where(_subs.c.device_id.in_(chunk))
+                    .order_by(_subs.c.device_id, _subs.c.kind, _subs.c.sender_id)
+                )
+                for r in subscribers:
+                    found[r.device_id].subscribers.setdefault(r.kind, []).append(
+                        Recipient(r.sender_id, r.thinq_user, r.channel)
+                    )
+                copies = await conn.execute(
+                    select(
+                        _devices.c.device_id,
+                        _devices.c.thinq_user,
+                        _devices.c.device_type,
+                        _devices.c.alias,
+                    ).where(_devices.c.device_id.in_(chunk))
+                )
+                for r in copies:
+                    found[r.device_id].copies[r.thinq_user] = CachedCopy(
+                        r.thinq_user, r.device_type, r.alias
+                    )
+        return found
 
     async def linked_senders(self, thinq_users: Iterable[str]) -> list[Recipient]:
         """Every conversation linked to any of the users (no tokens are decrypted)."""
@@ -157,14 +203,13 @@ class SubscriptionRepository:
 
     async def device_known(self, device_id: str) -> bool:
         """Cached for some user, or subscribed by some conversation."""
-        async with self._sessions() as session:
-            for table in (_devices, _subs):
-                found = await session.execute(
-                    select(table.c.device_id).where(table.c.device_id == device_id).limit(1)
-                )
-                if found.first() is not None:
-                    return True
-            return False
+        # One statement: the callback receiver asks this for every burst of callbacks.
+        known = or_(
+            exists().where(_devices.c.device_id == device_id),
+            exists().where(_subs.c.device_id == device_id),
+        )
+        async with self._engine.connect() as conn:
+            return bool((await conn.execute(select(known))).scalar_one())
 
     async def forget_device(self, thinq_users: Iterable[str], device_id: str) -> int:
         """Drop every subscription to a device the users no longer have."""
