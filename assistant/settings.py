@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,36 @@ class ThinQSettings:
 
 
 @dataclass(frozen=True)
+class TelegramSettings:
+    """The Telegram bot (connector/telegram.py): Bot API access and the webhook's secret.
+
+    Both secrets unset (the default) leave the channel off: its webhook answers 503.
+    """
+
+    # The bot's token from @BotFather; it is part of every Bot API URL, so those URLs
+    # are never logged.
+    bot_token: str | None = field(default=None, repr=False)
+    # The secret_token given to setWebhook; Telegram sends it in a header on every update.
+    webhook_secret: str | None = field(default=None, repr=False)
+    api_url: str = "https://api.telegram.org"
+    timeout_seconds: float = 10.0
+
+    def missing(self) -> str | None:
+        """Why the channel cannot run (names the unset variables), or None."""
+        unset = [
+            name
+            for name, value in (
+                ("TELEGRAM_BOT_TOKEN", self.bot_token),
+                ("TELEGRAM_WEBHOOK_SECRET", self.webhook_secret),
+            )
+            if not value
+        ]
+        if not unset:
+            return None
+        return f"{' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set"
+
+
+@dataclass(frozen=True)
 class ConnectorSettings:
     """The proactive-message connector: LG's callback receiver and the delivery workers."""
 
@@ -61,6 +92,7 @@ class ConnectorSettings:
     # Prefix of the connector's Redis keys, so deployments (and test runs) sharing one
     # Redis database keep apart.
     redis_prefix: str = "lgconn"
+    telegram: TelegramSettings = field(default_factory=TelegramSettings)
 
 
 @dataclass(frozen=True)
@@ -177,6 +209,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reclaim_after_seconds=_positive_number(env, "DELIVERY_RECLAIM_AFTER_SECONDS", 30.0),
         send_timeout_seconds=_positive_number(env, "DELIVERY_SEND_TIMEOUT_SECONDS", 5.0),
         redis_prefix=env.get("CONNECTOR_REDIS_PREFIX") or "lgconn",
+        telegram=load_telegram_settings(env),
     )
     database_url = env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{state_dir / 'assistant.db'}"
     return Settings(
@@ -195,6 +228,30 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
+# What Telegram accepts as setWebhook's secret_token.
+_TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+def load_telegram_settings(env: Mapping[str, str] | None = None) -> TelegramSettings:
+    """The Telegram settings alone: the Rasa process reads them without demo credentials."""
+    env = os.environ if env is None else env
+    secret = env.get("TELEGRAM_WEBHOOK_SECRET") or None
+    if secret is not None and not _TELEGRAM_SECRET.fullmatch(secret):
+        # Telegram would refuse it in setWebhook; say so here rather than 401 every update.
+        raise SettingsError(
+            "TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
+        )
+    api_url = (env.get("TELEGRAM_API_URL") or "https://api.telegram.org").rstrip("/")
+    if not api_url.startswith(("https://", "http://")):
+        raise SettingsError(f"TELEGRAM_API_URL must be an http(s) URL; got {api_url!r}")
+    return TelegramSettings(
+        bot_token=env.get("TELEGRAM_BOT_TOKEN") or None,
+        webhook_secret=secret,
+        api_url=api_url,
+        timeout_seconds=_positive_number(env, "TELEGRAM_TIMEOUT_SECONDS", 10.0),
+    )
+
+
 def demo_callback_secret(service_key: str) -> str:
     """The demo's callback secret, derived from the machine's random demo service key.
 
@@ -202,3 +259,32 @@ def demo_callback_secret(service_key: str) -> str:
     compute it, so the demo needs no configuration and no secret is committed.
     """
     return hashlib.sha256(f"lg-callback/{service_key}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AlexaSettings:
+    """The Alexa skill endpoint (``connector/alexa.py``)."""
+
+    # Amazon requires every request's signature to be checked; turning it off is for
+    # demos with a hand-made request (curl) only, and is logged as a warning.
+    verify_signatures: bool
+    # When set, requests naming another skill's application id are refused.
+    skill_id: str | None
+    # How long a reply may wait for Rasa before answering "I'll tell you when it
+    # confirms" (Alexa gives up at 8 s).
+    reply_budget_seconds: float
+
+
+def load_alexa_settings(env: Mapping[str, str] | None = None) -> AlexaSettings:
+    """Alexa's settings alone: the Rasa process needs no LG or demo credentials for them."""
+    env = os.environ if env is None else env
+    budget = _positive_number(env, "ALEXA_REPLY_BUDGET_SECONDS", 6.5)
+    if budget >= 8:
+        raise SettingsError(
+            f"ALEXA_REPLY_BUDGET_SECONDS must be under 8 (Alexa's limit); got {budget:g}"
+        )
+    return AlexaSettings(
+        verify_signatures=_flag(env.get("ALEXA_VERIFY_SIGNATURES"), default=True),
+        skill_id=(env.get("ALEXA_SKILL_ID") or "").strip() or None,
+        reply_budget_seconds=budget,
+    )

@@ -184,4 +184,24 @@ def build_outputs(settings: ConnectorSettings, session: aiohttp.ClientSession) -
         CallbackChannelSender(settings.callback_url, session, settings.send_timeout_seconds),
     )
     outputs.register("rest", UnsupportedChannel("rest"))
+    outputs.register("telegram", _telegram_sender(settings, session))
     return outputs
+
+
+class NotConfiguredChannel(ChannelSender):
+    """A channel this deployment could carry but has no credentials for."""
+
+    def __init__(self, reason: str) -> None:
+        self._reason = reason
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        return SendResult.permanent(self._reason)
+
+
+def _telegram_sender(settings: ConnectorSettings, session: aiohttp.ClientSession) -> ChannelSender:
+    if not settings.telegram.bot_token:
+        return NotConfiguredChannel("the telegram channel is off: TELEGRAM_BOT_TOKEN is not set")
+    # Imported here: connector.telegram_sender builds on this module's classes.
+    from connector.telegram_sender import TelegramSender
+
+    return TelegramSender(settings.telegram, session)

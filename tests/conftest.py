@@ -17,7 +17,10 @@ from lgcloud.thinq import ThinQAuth, ThinQClient
 from simulator.app import create_app
 from simulator.clock import SimClock
 from simulator.config import SimulatorConfig
-from tests.connector_support import sink  # noqa: F401 - fixtures are found by name
+from tests.connector_support import (  # noqa: F401 - fixtures are found by name
+    aiohttp_session,
+    sink,
+)
 from tests.db_fixtures import (  # noqa: F401 - fixtures are found by name
     database_url,
     postgres_database_url,

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -89,6 +90,13 @@ async def sink() -> AsyncIterator[ChannelSink]:
     await running.start()
     yield running
     await running.stop()
+
+
+@pytest.fixture(name="http")
+async def aiohttp_session() -> AsyncIterator[aiohttp.ClientSession]:
+    """One aiohttp session, closed after the test (what the connector's senders share)."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 async def wait_for(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 
 import aiohttp
@@ -32,12 +31,6 @@ def message(
         text="Your Washer has finished washing.",
         response="utter_notify_washing_is_complete",
     )
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def callback_sender(http: aiohttp.ClientSession, url: str, timeout: float = 1.0) -> Outputs:

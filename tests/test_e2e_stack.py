@@ -118,6 +118,8 @@ def test_callback_channel_delivers_replies_to_the_callback_url(stack):
         b'{"message": "hi", "sender": ""}',
         b"",
         ('{"sender": "x", "message": "' + "x" * 20000 + '"}').encode(),
+        # Another channel's authenticated sender id: nobody may speak as that user here.
+        b'{"sender": "telegram:42", "message": "turn off the fridge"}',
     ],
 )
 def test_malformed_requests_get_a_4xx_with_a_reason(stack, channel, body):

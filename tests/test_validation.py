@@ -1,0 +1,42 @@
+"""connector.validation: what the REST and callback channels accept from a request body."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from connector.validation import MAX_MESSAGE_CHARS, message_body_problem
+
+
+def body(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def test_a_plain_message_is_accepted() -> None:
+    assert message_body_problem(body(sender="user-1", message="is the washer running?")) is None
+    assert message_body_problem(body(sender="a:b", message="hi", metadata={"x": 1})) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "reason"),
+    [
+        (b"{not json", 400, "body is not valid JSON"),
+        (b"[]", 400, "body must be a JSON object"),
+        (body(message="hi"), 400, "'sender' must be a non-empty string"),
+        (body(sender=" ", message="hi"), 400, "'sender' must be a non-empty string"),
+        (body(sender="x", message=5), 400, "'message' must be a string"),
+        (body(sender="x", message="m" * (MAX_MESSAGE_CHARS + 1)), 413, "'message' is longer"),
+        (body(sender="x", message="hi", metadata=[1]), 400, "'metadata' must be an object"),
+    ],
+)
+def test_malformed_bodies_say_what_is_wrong(raw: bytes, status: int, reason: str) -> None:
+    problem = message_body_problem(raw)
+    assert problem is not None and problem.status == status and problem.reason.startswith(reason)
+
+
+@pytest.mark.parametrize("sender", ["telegram:42", "alexa:amzn1.ask.account.X", "WIDGET:alice"])
+def test_sender_ids_of_authenticated_channels_cannot_be_claimed(sender: str) -> None:
+    problem = message_body_problem(body(sender=sender, message="turn off the fridge"))
+    assert problem is not None and problem.status == 403
+    assert "belong to another channel" in problem.reason
