@@ -14,7 +14,8 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from assistant.conversation import ApplianceAssistant, Memory, Outcome, UserSession
+from assistant.conversation import YES_NO, ApplianceAssistant, Memory, Outcome, UserSession
+from assistant.linking import LinkingUnavailable, RelinkRequired, SignInTemporarilyUnavailable
 from assistant.planning import CommandRequest
 from assistant.runtime import get_runtime
 
@@ -86,7 +87,16 @@ class AssistantAction(Action, metaclass=ABCMeta):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
         runtime = await get_runtime()
-        session = await runtime.session_for(tracker.sender_id, tracker.get_latest_input_channel())
+        try:
+            session = await runtime.session_for(
+                tracker.sender_id, tracker.get_latest_input_channel()
+            )
+        except RelinkRequired:
+            dispatcher.utter_message(response="utter_link_expired")
+            return []
+        except SignInTemporarilyUnavailable:
+            dispatcher.utter_message(response="utter_lg_unavailable")
+            return []
         if session is None:
             dispatcher.utter_message(response="utter_not_linked")
             return []
@@ -137,6 +147,15 @@ class ActionAnswerPending(AssistantAction):
     def name(self) -> str:
         return "action_answer_pending"
 
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        pending = tracker.get_slot(PENDING_SLOT)
+        if isinstance(pending, dict) and pending.get("kind") == UNLINK_PENDING["kind"]:
+            # Needs no LG session: the answer to "unlink your LG account?".
+            return await answer_unlink(dispatcher, tracker)
+        return await super().run(dispatcher, tracker, domain)
+
     async def respond(self, assistant, session, memory, tracker):  # type: ignore[no-untyped-def]
         intent = tracker.latest_message.get("intent", {}).get("name") or ""
         return await assistant.answer_pending(
@@ -184,3 +203,65 @@ class ActionManageNotifications(AssistantAction):
         if operation == "subscribe":
             return await alerts.subscribe(session, memory, tracker.sender_id, kind, mention)
         return await alerts.unsubscribe(session, memory, tracker.sender_id, kind, mention)
+
+
+# --- account linking ("link my LG account", "unlink my LG account") ---------------------------
+
+UNLINK_PENDING = {"kind": "confirm_unlink"}
+
+
+class ActionLinkAccount(Action):
+    """Replies with the LG sign-in link for this sender (single use, short-lived)."""
+
+    def name(self) -> str:
+        return "action_link_account"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        linking = (await get_runtime()).linking
+        try:
+            url = await linking.start(tracker.sender_id, tracker.get_latest_input_channel())
+        except LinkingUnavailable:
+            dispatcher.utter_message(response="utter_link_unavailable")
+            return []
+        dispatcher.utter_message(
+            response="utter_link_account", url=url, minutes=linking.request_ttl_minutes
+        )
+        return []
+
+
+class ActionUnlinkAccount(Action):
+    """Asks before deleting the stored LG sign-in; the answer goes to action_answer_pending."""
+
+    def name(self) -> str:
+        return "action_unlink_account"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        runtime = await get_runtime()
+        if await runtime.storage.accounts.get(tracker.sender_id) is None:
+            dispatcher.utter_message(response="utter_nothing_to_unlink")
+            return []
+        dispatcher.utter_message(response="utter_confirm_unlink", buttons=_yes_no_buttons())
+        return [SlotSet(PENDING_SLOT, dict(UNLINK_PENDING))]
+
+
+def _yes_no_buttons() -> list[dict[str, str]]:
+    return [{"title": title, "payload": payload} for title, payload in YES_NO]
+
+
+async def answer_unlink(dispatcher: CollectingDispatcher, tracker: Tracker) -> list[EventType]:
+    intent = tracker.latest_message.get("intent", {}).get("name")
+    if intent == "affirm":
+        runtime = await get_runtime()
+        await runtime.linking.unlink(tracker.sender_id)
+        demo = runtime.settings.demo_mode
+        dispatcher.utter_message(response="utter_unlinked_demo" if demo else "utter_unlinked")
+    elif intent == "deny":
+        dispatcher.utter_message(response="utter_unlink_cancelled")
+    else:
+        dispatcher.utter_message(response="utter_ask_yes_no", buttons=_yes_no_buttons())
+        return []
+    return [SlotSet(PENDING_SLOT, None)]

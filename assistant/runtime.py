@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from assistant.alerts import AlertsAssistant
 from assistant.conversation import ApplianceAssistant, UserSession
 from assistant.household import HouseholdService
+from assistant.linking import LinkingService
 from assistant.notifications import NotificationCatalog
 from assistant.settings import Settings, load_settings
 from assistant.storage import Storage
@@ -32,6 +33,7 @@ class Runtime:
     household: HouseholdService
     assistant: ApplianceAssistant
     alerts: AlertsAssistant
+    linking: LinkingService
 
     @classmethod
     async def create(cls, settings: Settings) -> Runtime:
@@ -57,16 +59,29 @@ class Runtime:
             client,
         )
         return cls(
-            settings, storage, client, household, ApplianceAssistant(household, vocab), alerts
+            settings,
+            storage,
+            client,
+            household,
+            ApplianceAssistant(household, vocab),
+            alerts,
+            LinkingService.create(settings, storage),
         )
 
     async def close(self) -> None:
         await self.client.aclose()
+        await self.linking.aclose()
         await self.storage.close()
 
     async def session_for(self, sender_id: str, channel: str | None) -> UserSession | None:
-        """The sender's linked LG account; in demo mode a new sender joins the demo household."""
+        """The sender's linked LG account; in demo mode a new sender joins the demo household.
+
+        A token about to expire is refreshed first (:meth:`LinkingService.fresh`), which
+        raises :class:`~assistant.linking.RelinkRequired` when LG refuses the refresh.
+        """
         account = await self.storage.accounts.get(sender_id)
+        if account is not None:
+            account = await self.linking.fresh(account)
         if account is None and self.settings.demo_mode and self.settings.demo_thinq_token:
             account = await self.storage.accounts.link(
                 sender_id,

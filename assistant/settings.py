@@ -96,6 +96,43 @@ class ConnectorSettings:
 
 
 @dataclass(frozen=True)
+class OAuthSettings:
+    """Account linking through LG's membership login (OAuth; see assistant/linking.py).
+
+    In demo mode every value defaults to the simulator's stand-in and the connector's
+    ``/link/callback``; outside it linking is off until all five URLs/credentials are set.
+    """
+
+    authorize_url: str | None = None
+    token_url: str | None = None
+    client_id: str | None = None
+    # Never logged, kept out of repr.
+    client_secret: str | None = field(default=None, repr=False)
+    # Our /link/callback as registered at LG (the redirect_uri).
+    callback_url: str | None = None
+    # A token expiring within this many seconds is refreshed before it is used.
+    refresh_margin_seconds: float = 300.0
+    # How long a link the assistant hands out stays valid.
+    request_ttl_seconds: float = 600.0
+    timeout_seconds: float = 5.0
+
+    def missing(self) -> str | None:
+        """Why linking cannot run (names the unset variables), or None."""
+        unset = [
+            name
+            for name, value in (
+                ("LG_OAUTH_AUTHORIZE_URL", self.authorize_url),
+                ("LG_OAUTH_TOKEN_URL", self.token_url),
+                ("LG_OAUTH_CLIENT_ID", self.client_id),
+                ("LG_OAUTH_CLIENT_SECRET", self.client_secret),
+                ("LINK_CALLBACK_URL", self.callback_url),
+            )
+            if not value
+        ]
+        return f"{', '.join(unset)} not set" if unset else None
+
+
+@dataclass(frozen=True)
 class Settings:
     demo_mode: bool
     state_dir: Path
@@ -109,6 +146,7 @@ class Settings:
     profile_ttl_seconds: int
     simulator_url: str
     connector: ConnectorSettings
+    oauth: OAuthSettings = field(default_factory=OAuthSettings)
 
 
 def thinq_base_url(region: str, phase: str) -> str:
@@ -211,7 +249,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis_prefix=env.get("CONNECTOR_REDIS_PREFIX") or "lgconn",
         telegram=load_telegram_settings(env),
     )
-    database_url = env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{state_dir / 'assistant.db'}"
+    database_url = load_database_url(env)
     return Settings(
         demo_mode=demo_mode,
         state_dir=state_dir,
@@ -225,6 +263,59 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         profile_ttl_seconds=int(_positive_number(env, "PROFILE_TTL_SECONDS", 86400)),
         simulator_url=simulator_url,
         connector=connector,
+        oauth=load_oauth_settings(
+            env, demo_mode, simulator_url, service_id, service_key, connector
+        ),
+    )
+
+
+def load_database_url(env: Mapping[str, str] | None = None) -> str:
+    """The assistant's database URL alone (``DATABASE_URL``, else SQLite in ``STATE_DIR``):
+    the Rasa process reads it without LG or demo credentials."""
+    env = os.environ if env is None else env
+    state_dir = Path(env.get("STATE_DIR") or "var").resolve()
+    return env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{state_dir / 'assistant.db'}"
+
+
+def load_oauth_settings(
+    env: Mapping[str, str],
+    demo_mode: bool,
+    simulator_url: str,
+    service_id: str,
+    service_key: str,
+    connector: ConnectorSettings,
+) -> OAuthSettings:
+    """LG_OAUTH_* and LINK_* variables; demo mode fills the unset ones with the simulator's."""
+    defaults: dict[str, str | None] = {}
+    if demo_mode:
+        from devstack.credentials import demo_oauth_client_secret
+
+        sim = simulator_url.rstrip("/")
+        host = "127.0.0.1" if connector.host in ("0.0.0.0", "::", "") else connector.host
+        defaults = {
+            "authorize": f"{sim}/oauth/authorize",
+            "token": f"{sim}/oauth/token",
+            "client_id": service_id,
+            "client_secret": demo_oauth_client_secret(service_key),
+            "callback": f"http://{host}:{connector.port}/link/callback",
+        }
+    values = {
+        "authorize": env.get("LG_OAUTH_AUTHORIZE_URL") or defaults.get("authorize"),
+        "token": env.get("LG_OAUTH_TOKEN_URL") or defaults.get("token"),
+        "callback": env.get("LINK_CALLBACK_URL") or defaults.get("callback"),
+    }
+    for name, value in values.items():
+        if value and not value.startswith(("https://", "http://")):
+            raise SettingsError(f"the OAuth {name} URL must be an http(s) URL; got {value!r}")
+    return OAuthSettings(
+        authorize_url=values["authorize"],
+        token_url=values["token"],
+        client_id=env.get("LG_OAUTH_CLIENT_ID") or defaults.get("client_id"),
+        client_secret=env.get("LG_OAUTH_CLIENT_SECRET") or defaults.get("client_secret"),
+        callback_url=values["callback"],
+        refresh_margin_seconds=_positive_number(env, "LG_TOKEN_REFRESH_MARGIN_SECONDS", 300.0),
+        request_ttl_seconds=_positive_number(env, "LINK_REQUEST_TTL_SECONDS", 600.0),
+        timeout_seconds=_positive_number(env, "THINQ_TIMEOUT_SECONDS", 5.0),
     )
 
 

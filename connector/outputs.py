@@ -6,8 +6,8 @@ permanently impossible with a reason an operator can read. Senders never raise f
 failing partner, and never put a URL's query string (it may hold a secret) in a reason
 or a log line.
 
-Only the ``callback`` channel can carry a message the assistant starts today; ``rest``
-is request/response only. Later channels (socket.io, Alexa, Telegram) register here.
+``callback``, ``telegram`` and ``alexa`` (queued for the next launch) can carry a message
+the assistant starts; ``rest`` is request/response only. Later channels register here.
 """
 
 from __future__ import annotations
@@ -17,11 +17,15 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from assistant.settings import ConnectorSettings
+
+if TYPE_CHECKING:
+    from assistant.storage.alexa_inbox import AlexaInboxRepository
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +180,16 @@ class Outputs:
             return SendResult.retry(f"the {message.channel} sender failed ({type(error).__name__})")
 
 
-def build_outputs(settings: ConnectorSettings, session: aiohttp.ClientSession) -> Outputs:
-    """Every channel sender this deployment has, sharing one HTTP session (keep-alive)."""
+def build_outputs(
+    settings: ConnectorSettings,
+    session: aiohttp.ClientSession,
+    alexa_inbox: AlexaInboxRepository | None = None,
+) -> Outputs:
+    """Every channel sender this deployment has, sharing one HTTP session (keep-alive).
+
+    ``alexa_inbox`` (the assistant database's ``Storage.alexa_inbox``) lets the ``alexa``
+    channel queue messages for the user's next launch; without it that channel is off.
+    """
     outputs = Outputs()
     outputs.register(
         "callback",
@@ -185,6 +197,7 @@ def build_outputs(settings: ConnectorSettings, session: aiohttp.ClientSession) -
     )
     outputs.register("rest", UnsupportedChannel("rest"))
     outputs.register("telegram", _telegram_sender(settings, session))
+    outputs.register("alexa", _alexa_sender(alexa_inbox))
     return outputs
 
 
@@ -205,3 +218,12 @@ def _telegram_sender(settings: ConnectorSettings, session: aiohttp.ClientSession
     from connector.telegram_sender import TelegramSender
 
     return TelegramSender(settings.telegram, session)
+
+
+def _alexa_sender(inbox: AlexaInboxRepository | None) -> ChannelSender:
+    if inbox is None:
+        return NotConfiguredChannel("the alexa channel is off: no Alexa inbox was given")
+    # Imported here: connector.alexa_sender builds on this module's classes.
+    from connector.alexa_sender import AlexaInboxSender
+
+    return AlexaInboxSender(inbox)

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from assistant.linking import LinkingService
 from assistant.settings import ConnectorSettings, Settings
 from assistant.storage import Storage
+from connector import linking as link_callback
 from connector.history import HistoryRecorder
 from connector.outputs import build_outputs, redacted
 from connector.queue import DeliveryQueue, InProcessQueue, RedisStreamQueue
@@ -106,6 +108,8 @@ class ConnectorService:
         self._worker_stop = asyncio.Event()
         self._worker_task: asyncio.Task[None] | None = None
         self.bound_port: int | None = None
+        # Serves /link/callback (account linking) in the receiver role.
+        self.linking: LinkingService | None = None
 
     async def start(self) -> None:
         # Imported here: the planner loads the domain's wording, which only a running
@@ -133,7 +137,7 @@ class ConnectorService:
                 self.store,
                 self.queue,
                 planner,
-                build_outputs(connector, self._http),
+                build_outputs(connector, self._http, self.storage.alexa_inbox),
                 connector,
                 history=history,
             )
@@ -149,8 +153,12 @@ class ConnectorService:
             receiver = CallbackReceiver(
                 connector.callback_secret, self.intake, AcceptanceCache(planner), self.store
             )
+            app = create_app(receiver)
+            # Account linking: LG's membership login redirects the browser here.
+            self.linking = LinkingService.create(self.settings, self.storage)
+            link_callback.add_routes(app, self.linking)
             self._runner = web.AppRunner(
-                create_app(receiver),
+                app,
                 access_log_class=PathOnlyAccessLogger,
                 handle_signals=False,
             )
@@ -187,6 +195,8 @@ class ConnectorService:
         finally:
             if self._http is not None:
                 await self._http.close()
+            if self.linking is not None:
+                await self.linking.aclose()
             if self.queue is not None:
                 await self.queue.close()
             if self.storage is not None and self._given_storage is None:

@@ -8,6 +8,7 @@ any configuration. They only ever open the local simulator.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
@@ -70,3 +71,12 @@ def load_or_create_demo_credentials(state_dir: Path) -> DemoCredentials:
     finally:
         tmp.unlink(missing_ok=True)
     return load_or_create_demo_credentials(state_dir)
+
+
+def demo_oauth_client_secret(service_key: str) -> str:
+    """The demo OAuth client secret at the simulator's membership-login stand-in.
+
+    Derived from the machine's random demo service key, so the simulator (which checks
+    it) and the assistant (which presents it) agree without configuration.
+    """
+    return hashlib.sha256(f"lg-oauth-client/{service_key}".encode()).hexdigest()

@@ -8,7 +8,7 @@ import logging
 
 from aiohttp import web
 
-from simulator import inspection, thinq_api
+from simulator import inspection, oauth, thinq_api
 from simulator.clock import SimClock
 from simulator.cloud import CLOUD, SimulatedCloud
 from simulator.config import SimulatorConfig
@@ -24,6 +24,10 @@ def _is_sim(request: web.Request) -> bool:
     return request.path == SIM_PREFIX or request.path.startswith(SIM_PREFIX + "/")
 
 
+def _is_oauth(request: web.Request) -> bool:
+    return request.path.startswith("/oauth/")
+
+
 @web.middleware
 async def bookkeeping(request: web.Request, handler: web.Handler) -> web.StreamResponse:
     """Catch the devices up with the clock, then log the ThinQ call (never its headers)."""
@@ -31,7 +35,7 @@ async def bookkeeping(request: web.Request, handler: web.Handler) -> web.StreamR
     # Reads then see the present, not the last background tick.
     cloud.tick_in_background()
     response = await handler(request)
-    if not _is_sim(request):
+    if not (_is_sim(request) or _is_oauth(request)):
         cloud.calls.append(
             {
                 "method": request.method,
@@ -52,7 +56,7 @@ async def json_errors(request: web.Request, handler: web.Handler) -> web.StreamR
         if exc.status < 400:
             raise
         reason = f"{exc.reason}: {request.method} {request.path}"
-        if _is_sim(request):
+        if _is_sim(request) or _is_oauth(request):
             return web.json_response({"error": "http_error", "reason": reason}, status=exc.status)
         error = ThinQError("1000", reason, status=exc.status)
         return thinq_api.envelope_error(thinq_api.request_message_id(request), error)
@@ -93,7 +97,14 @@ async def _on_cleanup(app: web.Application) -> None:
 def create_app(config: SimulatorConfig, clock: SimClock | None = None) -> web.Application:
     app = web.Application(middlewares=[bookkeeping, json_errors])
     app[CLOUD] = SimulatedCloud(config, clock)
+    # Stand-in for LG's membership login; its access tokens open the ThinQ endpoints.
+    app[oauth.MEMBERSHIP] = oauth.MembershipStandIn(
+        config.oauth_clients,
+        app[CLOUD].household.users,
+        access_seconds=config.oauth_access_seconds,
+    )
     thinq_api.add_routes(app.router)
+    oauth.add_routes(app.router)
     inspection.add_routes(app.router)
     app.on_startup.append(_on_startup)
     app.on_cleanup.append(_on_cleanup)

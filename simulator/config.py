@@ -7,10 +7,18 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.credentials import load_or_create_demo_credentials
+from devstack.credentials import demo_oauth_client_secret, load_or_create_demo_credentials
 
 DEMO_USER = "demo"
 NEIGHBOUR_USER = "neighbour"
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    """A partner registered at the membership-login stand-in (simulator/oauth.py)."""
+
+    secret: str = field(repr=False)
+    redirect_uris: tuple[str, ...] = ()
 
 
 @dataclass(kw_only=True)
@@ -27,6 +35,10 @@ class SimulatorConfig:
     # Out of repr too: its query string may carry a secret.
     callback_url: str | None = field(default=None, repr=False)
     tick_seconds: float = 1.0  # real seconds between background ticks
+    # The membership-login stand-in (simulator/oauth.py): client id -> client, and the
+    # lifetime of the access tokens it issues (real seconds).
+    oauth_clients: dict[str, OAuthClient] = field(default_factory=dict, repr=False)
+    oauth_access_seconds: int = 3600
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.time_scale) or self.time_scale < 0:
@@ -37,6 +49,8 @@ class SimulatorConfig:
             raise ValueError("service_id and service_key must not be empty")
         if any(not token for token in self.tokens):
             raise ValueError("tokens must not be empty strings")
+        if self.oauth_access_seconds <= 0:
+            raise ValueError("oauth_access_seconds must be > 0")
 
 
 def config_from_env() -> SimulatorConfig:
@@ -55,6 +69,17 @@ def config_from_env() -> SimulatorConfig:
         service_key = service_key or creds.service_key
         demo_token = demo_token or creds.demo_token
     tokens = {demo_token: DEMO_USER}
+    # The assistant's OAuth client at the membership stand-in: by default the demo service
+    # id and a secret derived from the demo service key (both sides can compute it), and
+    # the connector's /link/callback as the one registered redirect URI.
+    connector_port = env.get("CONNECTOR_PORT") or "8702"
+    redirect_uris = env.get("SIM_OAUTH_REDIRECT_URIS") or (
+        f"http://127.0.0.1:{connector_port}/link/callback"
+    )
+    oauth_client = OAuthClient(
+        secret=env.get("SIM_OAUTH_CLIENT_SECRET") or demo_oauth_client_secret(service_key),
+        redirect_uris=tuple(u.strip() for u in redirect_uris.split(",") if u.strip()),
+    )
     neighbour_token = env.get("SIM_NEIGHBOUR_TOKEN")
     if neighbour_token:
         tokens[neighbour_token] = NEIGHBOUR_USER
@@ -67,6 +92,10 @@ def config_from_env() -> SimulatorConfig:
         tokens=tokens,
         callback_url=env.get("SIM_CALLBACK_URL") or None,
         tick_seconds=_float(env.get("SIM_TICK_SECONDS", "1"), "SIM_TICK_SECONDS"),
+        oauth_clients={env.get("SIM_OAUTH_CLIENT_ID") or service_id: oauth_client},
+        oauth_access_seconds=_int(
+            env.get("SIM_OAUTH_ACCESS_TOKEN_SECONDS", "3600"), "SIM_OAUTH_ACCESS_TOKEN_SECONDS"
+        ),
     )
 
 

@@ -21,6 +21,7 @@ from simulator.errors import ThinQError
 from simulator.household import Device
 from simulator.jsonbody import NO_BODY, BadJson, read_json
 from simulator.messages import new_message_id, utc_timestamp
+from simulator.oauth import MEMBERSHIP
 
 REQUIRED_HEADERS = (
     "Authorization",
@@ -45,8 +46,16 @@ def _secret_equal(given: str, expected: str) -> bool:
     )
 
 
-def authenticate(headers: Mapping[str, str], config: SimulatorConfig) -> str:
-    """The user id behind the request, checking headers in LG's order; first failure wins."""
+def authenticate(
+    headers: Mapping[str, str],
+    config: SimulatorConfig,
+    issued: Callable[[str], str | None] | None = None,
+) -> str:
+    """The user id behind the request, checking headers in LG's order; first failure wins.
+
+    ``issued`` maps a token from the membership-login stand-in (simulator/oauth.py) to
+    its user; it is asked only when no configured token matches.
+    """
     for name in REQUIRED_HEADERS:
         if not headers.get(name):
             raise ThinQError("1101", f"header {name} is missing")
@@ -63,6 +72,8 @@ def authenticate(headers: Mapping[str, str], config: SimulatorConfig) -> str:
     for token, user_id in config.tokens.items():  # look at every token: no early exit
         if _secret_equal(bearer.group(1), token):
             user = user_id
+    if user is None and issued is not None:
+        user = issued(bearer.group(1))
     if user is None:
         raise ThinQError("1302", "unknown token")
     if not COUNTRY_CODE.fullmatch(headers["x-country-code"]):
@@ -98,7 +109,9 @@ def thinq_endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.Re
         message_id = request_message_id(request)
         cloud = request.app[CLOUD]
         try:
-            user = authenticate(request.headers, cloud.config)
+            membership = request.app.get(MEMBERSHIP)
+            issued = membership.user_for_token if membership is not None else None
+            user = authenticate(request.headers, cloud.config, issued)
             payload = await handler(request, cloud, user)
         except ThinQError as error:
             return envelope_error(message_id, error)

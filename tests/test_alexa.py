@@ -17,6 +17,8 @@ from rasa.core.channels.channel import UserMessage
 from sanic import Sanic
 
 from assistant.settings import AlexaSettings, SettingsError, load_alexa_settings
+from assistant.storage import AlexaInboxRepository, Storage, create_engine, create_schema
+from assistant.storage.alexa_inbox import LATE_REPLY
 from connector import alexa
 from connector.alexa import AlexaInput
 from connector.alexa_speech import spoken
@@ -57,6 +59,16 @@ class StubRasa:
 
 
 Serve = Callable[[AlexaInput, StubRasa], Awaitable[str]]
+SENDER = f"alexa:{USER_ID}"
+
+
+@pytest.fixture(autouse=True)
+def throwaway_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """A channel built without an inbox opens the database of DATABASE_URL on its first
+    launch: in these tests a throwaway SQLite file, never the demo's."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'alexa' / 'assistant.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
 
 
 @pytest.fixture
@@ -83,6 +95,7 @@ async def serve() -> AsyncIterator[Serve]:
         for task in list(channel.background):
             task.cancel()
         await server.close()
+        await channel.close()
 
 
 async def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -263,20 +276,164 @@ async def test_a_slow_turn_is_answered_within_8_seconds_and_keeps_running(serve:
     assert not rasa.finished.is_set()
 
 
-async def test_a_late_turn_finishes_and_its_replies_are_logged(
-    serve: Serve, caplog: pytest.LogCaptureFixture
+async def test_a_late_reply_is_queued_and_read_at_the_next_launch(
+    serve: Serve, storage: Storage
 ) -> None:
-    caplog.set_level(logging.INFO, logger="connector.alexa")
-    rasa = StubRasa({"text": "Done: the Washer is running."}, delay=0.6)
+    rasa = StubRasa({"text": "Done: the **Washer** is running."}, delay=0.6)
     settings = AlexaSettings(verify_signatures=False, skill_id=None, reply_budget_seconds=0.2)
-    channel = AlexaInput(settings)
+    channel = AlexaInput(settings, inbox=storage.alexa_inbox)
     url = await serve(channel, rasa)
     reply = await post(url, encode(said("start the washer")))
     assert speech(reply.json()) == f"<speak>{alexa.STILL_WORKING}</speak>"
     await asyncio.wait_for(rasa.finished.wait(), timeout=5)
-    await asyncio.sleep(0.05)  # the done callback runs on the next loop iteration
+    # The done callback runs on the next loop iteration, then queues in a task of its own.
+    for _ in range(100):
+        if not channel.background:
+            break
+        await asyncio.sleep(0.05)
     assert channel.background == set()
-    assert any("Done: the Washer is running." in r.getMessage() for r in caplog.records)
+    [queued] = await storage.alexa_inbox.take_all(SENDER)
+    assert (queued.kind, queued.text) == (LATE_REPLY, "Done: the **Washer** is running.")
+    await storage.alexa_inbox.add(queued.key, SENDER, queued.text, LATE_REPLY)  # put back
+
+    answer = (await post(url, encode(launch()))).json()
+    assert speech(answer) == (
+        "<speak>You have 1 new notification. Done: the Washer is running. "
+        f"{alexa.WELCOME_QUESTION}</speak>"
+    )
+    assert answer["response"]["shouldEndSession"] is False
+
+
+async def test_queued_notifications_are_read_at_launch_then_gone(
+    serve: Serve, storage: Storage
+) -> None:
+    inbox = storage.alexa_inbox
+    await inbox.add("outbox-1", SENDER, "Your **Washer** has finished.")
+    await inbox.add("outbox-2", SENDER, "The Fridge door is open & it's 8°C inside")
+    await inbox.add("outbox-3", "alexa:amzn1.ask.account.SOMEONE_ELSE", "Not yours.")
+    rasa = StubRasa()
+    url = await serve(AlexaInput(UNVERIFIED, inbox=inbox), rasa)
+
+    answer = (await post(url, encode(launch()))).json()
+    assert speech(answer) == (
+        "<speak>You have 2 new notifications. Your Washer has finished. The Fridge door "
+        "is open &amp; it's 8 degrees inside. What would you like to do?</speak>"
+    )
+    assert answer["response"]["shouldEndSession"] is False
+    reprompt = answer["response"]["reprompt"]["outputSpeech"]["ssml"]
+    assert reprompt == f"<speak>{alexa.WELCOME_REPROMPT}</speak>"
+    assert rasa.received == []
+
+    again = (await post(url, encode(launch()))).json()
+    assert speech(again) == f"<speak>{alexa.WELCOME}</speak>"
+    # Another user's notification was neither read nor removed.
+    assert await inbox.count("alexa:amzn1.ask.account.SOMEONE_ELSE") == 1
+
+
+async def test_a_long_inbox_is_read_five_at_a_time(serve: Serve, storage: Storage) -> None:
+    inbox = storage.alexa_inbox
+    for i in range(1, 8):
+        await inbox.add(f"outbox-{i}", SENDER, f"Message {i}.")
+    url = await serve(AlexaInput(UNVERIFIED, inbox=inbox), StubRasa())
+    first = speech((await post(url, encode(launch()))).json())
+    assert first == (
+        "<speak>You have 7 new notifications. Here are the first 5. Message 1. Message 2. "
+        "Message 3. Message 4. Message 5. I'll keep the other 2 for next time. "
+        "What would you like to do?</speak>"
+    )
+    second = speech((await post(url, encode(launch()))).json())
+    assert second == (
+        "<speak>You have 2 new notifications. Message 6. Message 7. "
+        "What would you like to do?</speak>"
+    )
+
+
+async def test_concurrent_launches_read_each_notification_once(
+    serve: Serve, storage: Storage
+) -> None:
+    inbox = storage.alexa_inbox
+    await inbox.add("outbox-1", SENDER, "Washer done.")
+    await inbox.add("outbox-2", SENDER, "Dryer done.")
+    url = await serve(AlexaInput(UNVERIFIED, inbox=inbox), StubRasa())
+    answers = await asyncio.gather(*(post(url, encode(launch())) for _ in range(4)))
+    spoken_texts = " ".join(speech(a.json()) for a in answers)
+    assert spoken_texts.count("Washer done.") == 1
+    assert spoken_texts.count("Dryer done.") == 1
+
+
+async def test_launch_opens_the_configured_database_lazily(
+    serve: Serve, throwaway_database: str
+) -> None:
+    seeded = create_engine(throwaway_database)
+    try:
+        await create_schema(seeded)
+        await AlexaInboxRepository(seeded).add("outbox-1", SENDER, "The Oven is preheated.")
+    finally:
+        await seeded.dispose()
+    channel = AlexaInput(UNVERIFIED)  # as Rasa builds it: no inbox given
+    url = await serve(channel, StubRasa())
+    answer = (await post(url, encode(launch()))).json()
+    assert "You have 1 new notification. The Oven is preheated." in speech(answer)
+
+
+async def test_launch_without_a_database_still_welcomes_and_logs_once(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="connector.alexa")
+    attempts = 0
+
+    async def unreachable() -> AlexaInboxRepository:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionRefusedError("connection refused by db.internal:5432")
+
+    url = await serve(AlexaInput(UNVERIFIED, open_inbox=unreachable), StubRasa())
+    for _ in range(3):
+        answer = (await post(url, encode(launch()))).json()
+        assert speech(answer) == f"<speak>{alexa.WELCOME}</speak>"
+        assert answer["response"]["shouldEndSession"] is False
+    assert attempts == 1  # tried again only after INBOX_RETRY_SECONDS
+    warnings = [r for r in caplog.records if "inbox unavailable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "db.internal" not in warnings[0].getMessage()
+
+
+async def test_a_database_failing_mid_way_still_welcomes(
+    serve: Serve, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="connector.alexa")
+    broken = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'no-tables.db'}")  # no schema
+    try:
+        url = await serve(AlexaInput(UNVERIFIED, inbox=AlexaInboxRepository(broken)), StubRasa())
+        for _ in range(2):
+            answer = (await post(url, encode(launch()))).json()
+            assert speech(answer) == f"<speak>{alexa.WELCOME}</speak>"
+    finally:
+        await broken.dispose()
+    assert len([r for r in caplog.records if "inbox unavailable" in r.getMessage()]) == 1
+
+
+async def test_a_slow_database_does_not_hold_up_the_welcome(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch, storage: Storage
+) -> None:
+    monkeypatch.setattr(alexa, "INBOX_BUDGET_SECONDS", 0.3)
+    await storage.alexa_inbox.add("outbox-1", SENDER, "Washer done.")
+    may_open = asyncio.Event()
+
+    async def slow() -> AlexaInboxRepository:
+        await may_open.wait()
+        return storage.alexa_inbox
+
+    channel = AlexaInput(UNVERIFIED, open_inbox=slow)
+    url = await serve(channel, StubRasa())
+    started = time.monotonic()
+    answer = (await post(url, encode(launch()))).json()
+    assert time.monotonic() - started < 2.0
+    assert speech(answer) == f"<speak>{alexa.WELCOME}</speak>"
+    # Opening was not abandoned: once the database answers, the next launch reads.
+    may_open.set()
+    answer = (await post(url, encode(launch()))).json()
+    assert "You have 1 new notification. Washer done." in speech(answer)
 
 
 @pytest.mark.parametrize(

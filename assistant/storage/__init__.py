@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import sessionmaker
 
 from assistant.storage.accounts import Account, AccountRepository
+from assistant.storage.alexa_inbox import AlexaInboxRepository
 from assistant.storage.crypto import TokenCipher, TokenDecryptError, TokenKeyError
 from assistant.storage.db import create_engine, create_schema, session_factory
 from assistant.storage.device_cache import DeviceCacheRepository, DeviceRecord
+from assistant.storage.link_requests import LinkRequestRepository
 from assistant.storage.subscriptions import SubscriptionRepository
 
 if TYPE_CHECKING:
@@ -28,8 +30,10 @@ if TYPE_CHECKING:
 __all__ = [
     "Account",
     "AccountRepository",
+    "AlexaInboxRepository",
     "DeviceCacheRepository",
     "DeviceRecord",
+    "LinkRequestRepository",
     "Storage",
     "SubscriptionRepository",
     "TokenCipher",
@@ -49,6 +53,8 @@ class Storage:
     accounts: AccountRepository = field(repr=False)
     devices: DeviceCacheRepository = field(repr=False)
     subscriptions: SubscriptionRepository = field(repr=False)
+    alexa_inbox: AlexaInboxRepository = field(repr=False)
+    link_requests: LinkRequestRepository = field(repr=False)
 
     @classmethod
     async def open(cls, settings: Settings, *, cipher: TokenCipher | None = None) -> Storage:
@@ -77,6 +83,8 @@ class Storage:
             accounts=AccountRepository(sessions, cipher),
             devices=DeviceCacheRepository(sessions),
             subscriptions=SubscriptionRepository(sessions, engine),
+            alexa_inbox=AlexaInboxRepository(engine),
+            link_requests=LinkRequestRepository(sessions),
         )
 
     async def close(self) -> None:

@@ -1,8 +1,9 @@
 """Which ThinQ account each chat sender is linked to.
 
-The ThinQ token is stored only as Fernet ciphertext (see :mod:`.crypto`); an
-:class:`Account` carries the decrypted token in memory and keeps it out of
-``repr()`` so it never reaches a log line.
+The ThinQ token (and, for accounts linked through LG's OAuth, the refresh token, in
+``linked_account_refresh_tokens``) is stored only as Fernet ciphertext (see
+:mod:`.crypto`); an :class:`Account` carries the decrypted tokens in memory and keeps
+them out of ``repr()`` so they never reach a log line.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import sessionmaker
 
 from assistant.storage.crypto import TokenCipher
 from assistant.storage.db import dialect_insert
-from assistant.storage.models import LinkedAccount, utcnow
+from assistant.storage.models import LinkedAccount, LinkedAccountRefreshToken, utcnow
 
 _table = LinkedAccount.__table__
+_refresh = LinkedAccountRefreshToken.__table__
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class Account:
     token: str = field(repr=False)
     token_expires_at: datetime | None = None
     channel: str | None = None
+    # Only accounts linked through LG's OAuth flow have one (see assistant/linking.py).
+    refresh_token: str | None = field(default=None, repr=False)
 
     def token_expired(self, now: datetime) -> bool:
         """True when the token has a known expiry at or before ``now``."""
@@ -58,7 +63,7 @@ class AccountRepository:
     def __repr__(self) -> str:
         return "AccountRepository()"
 
-    def _to_account(self, row: LinkedAccount) -> Account:
+    def _to_account(self, row: LinkedAccount, refresh_ciphertext: bytes | None = None) -> Account:
         return Account(
             sender_id=row.sender_id,
             thinq_user=row.thinq_user,
@@ -67,13 +72,27 @@ class AccountRepository:
             token=self._cipher.decrypt(row.token_ciphertext),
             token_expires_at=row.token_expires_at,
             channel=row.channel,
+            refresh_token=(
+                None if refresh_ciphertext is None else self._cipher.decrypt(refresh_ciphertext)
+            ),
         )
 
     async def get(self, sender_id: str) -> Account | None:
         """The sender's account, or None. Raises TokenDecryptError if the key was lost."""
         async with self._sessions() as session:
-            row = await session.get(LinkedAccount, sender_id)
-            return None if row is None else self._to_account(row)
+            found = (
+                await session.execute(
+                    select(LinkedAccount, _refresh.c.refresh_token_ciphertext)
+                    .outerjoin(_refresh, _refresh.c.sender_id == LinkedAccount.sender_id)
+                    .where(LinkedAccount.sender_id == sender_id)
+                )
+            ).first()
+            if found is None:
+                return None
+            row, refresh_ciphertext = found
+            return self._to_account(
+                row, None if refresh_ciphertext is None else bytes(refresh_ciphertext)
+            )
 
     async def link(
         self,
@@ -84,10 +103,12 @@ class AccountRepository:
         region: str,
         channel: str | None = None,
         token_expires_at: datetime | None = None,
+        refresh_token: str | None = None,
     ) -> Account:
         """Link (or re-link) ``sender_id``; safe against concurrent calls for one sender.
 
-        A ``channel`` of None keeps the channel stored by an earlier link.
+        A ``channel`` of None keeps the channel stored by an earlier link. The refresh
+        token is replaced too: a link without one (demo) leaves none behind.
         """
         _check_sender(sender_id)
         _check_channel(channel)
@@ -130,6 +151,7 @@ class AccountRepository:
                     },
                 )
             )
+            await self._store_refresh(session, sender_id, refresh_token, now)
             stored_channel = (
                 await session.execute(
                     select(_table.c.channel).where(_table.c.sender_id == sender_id)
@@ -143,11 +165,34 @@ class AccountRepository:
             token=token,
             token_expires_at=token_expires_at,
             channel=stored_channel,
+            refresh_token=refresh_token,
+        )
+
+    async def _store_refresh(
+        self, session: AsyncSession, sender_id: str, refresh_token: str | None, now: datetime
+    ) -> None:
+        if not refresh_token:
+            await session.execute(delete(_refresh).where(_refresh.c.sender_id == sender_id))
+            return
+        insert = dialect_insert(session, _refresh).values(
+            sender_id=sender_id,
+            refresh_token_ciphertext=self._cipher.encrypt(refresh_token),
+            updated_at=now,
+        )
+        await session.execute(
+            insert.on_conflict_do_update(
+                index_elements=[_refresh.c.sender_id],
+                set_={
+                    "refresh_token_ciphertext": insert.excluded.refresh_token_ciphertext,
+                    "updated_at": insert.excluded.updated_at,
+                },
+            )
         )
 
     async def unlink(self, sender_id: str) -> bool:
-        """Forget the sender's link; False if there was none."""
+        """Forget the sender's link and delete its tokens; False if there was none."""
         async with self._sessions() as session, session.begin():
+            await session.execute(delete(_refresh).where(_refresh.c.sender_id == sender_id))
             result = await session.execute(delete(_table).where(_table.c.sender_id == sender_id))
             return result.rowcount > 0
 

@@ -7,6 +7,9 @@
 * ``lg_callbacks``: every callback LG sent us, stored before we acknowledge it.
 * ``outbox``: the proactive messages those callbacks became, one per conversation, with
   their delivery state.
+* ``alexa_inbox``: messages for Alexa users waiting to be read out at their next launch.
+* ``linked_account_refresh_tokens``: the encrypted LG refresh token of an OAuth-linked sender.
+* ``link_requests``: account-linking flows in progress (the OAuth ``state``, single use).
 
 Every timestamp is a timezone-aware UTC :class:`~datetime.datetime`, on SQLite as
 well as PostgreSQL (see :class:`UTCDateTime`).
@@ -180,3 +183,58 @@ class OutboxMessage(Base):
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     delivered_at = Column(UTCDateTime, nullable=True)
     history_recorded_at = Column(UTCDateTime, nullable=True)
+
+
+class AlexaInboxMessage(Base):
+    """A message for an Alexa user, read out (and deleted) at their next LaunchRequest.
+
+    Alexa cannot speak unprompted: a notification delivered to the ``alexa`` channel, or
+    the late reply of a time-boxed turn, waits here. ``key`` makes adding idempotent (the
+    outbox id for a notification, so a redelivery is stored once). ``id`` orders messages
+    added in the same instant.
+    """
+
+    __tablename__ = "alexa_inbox"
+    __table_args__ = (Index("ix_alexa_inbox_sender_created", "sender_id", "created_at", "id"),)
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    key = Column(String(128), nullable=False, unique=True)
+    sender_id = Column(String(255), nullable=False)
+    # "notification" (from the outbox) or "late_reply" (a time-boxed turn's answer).
+    kind = Column(String(16), nullable=False)
+    text = Column(Text, nullable=False)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class LinkedAccountRefreshToken(Base):
+    """The LG refresh token of an OAuth-linked sender (none for demo links).
+
+    A table of its own, so databases created before account linking gain it through
+    ``create_all`` (which adds tables, never columns). Written and deleted together with
+    the sender's ``linked_accounts`` row (:class:`~assistant.storage.accounts.AccountRepository`).
+    """
+
+    __tablename__ = "linked_account_refresh_tokens"
+
+    sender_id = Column(String(255), primary_key=True)
+    # Fernet ciphertext of the refresh token; never the token itself.
+    refresh_token_ciphertext = Column(LargeBinary, nullable=False)
+    updated_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class LinkRequest(Base):
+    """An account-linking flow a sender started: the OAuth ``state`` it is waiting for.
+
+    Only a SHA-256 digest of the state is stored, so reading the table does not let anyone
+    complete a flow. Single use (``used_at`` is set by compare-and-set) and short-lived.
+    """
+
+    __tablename__ = "link_requests"
+    __table_args__ = (Index("ix_link_requests_expires", "expires_at"),)
+
+    state_digest = Column(String(64), primary_key=True)
+    sender_id = Column(String(255), nullable=False)
+    channel = Column(String(64), nullable=True)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    expires_at = Column(UTCDateTime, nullable=False)
+    used_at = Column(UTCDateTime, nullable=True)
