@@ -17,11 +17,10 @@ Every ``now`` is passed in by the caller (timezone-aware UTC), which keeps tests
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -31,6 +30,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from assistant.storage.db import write_transaction
 from assistant.storage.models import LgCallbackRecord, OutboxMessage, UTCDateTime
 
 RECEIVED = "received"
@@ -230,7 +230,6 @@ class DeliveryStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
-        self._write_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"DeliveryStore({self._engine.dialect.name})"
@@ -239,21 +238,9 @@ class DeliveryStore:
     def dialect(self) -> str:
         return self._engine.dialect.name
 
-    @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+    def _writing(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A write transaction; on SQLite it holds the database write lock from the start."""
-        if self._postgres:
-            async with self._engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self._engine.connect() as conn:
-            await conn.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                await conn.rollback()
-                raise
-            await conn.commit()
+        return write_transaction(self._engine)
 
     async def _update_returning(
         self,

@@ -19,9 +19,7 @@ connector's delivery store; usable from the connector and from the Rasa process 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from assistant.storage.db import write_transaction
 from assistant.storage.models import AlexaInboxMessage, utcnow
 
 _inbox = AlexaInboxMessage.__table__
@@ -67,28 +66,13 @@ class AlexaInboxRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
-        # SQLite: this process's writers queue here rather than in SQLite's busy wait,
-        # which sleeps in steps of up to 100 ms.
-        self._write_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"AlexaInboxRepository({self._engine.dialect.name})"
 
-    @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+    def _writing(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A write transaction; on SQLite it holds the database write lock from the start."""
-        if self._postgres:
-            async with self._engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self._engine.connect() as conn:
-            await conn.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                await conn.rollback()
-                raise
-            await conn.commit()
+        return write_transaction(self._engine)
 
     async def add(
         self,

@@ -12,12 +12,15 @@ import asyncio
 import logging
 import sqlite3
 import time
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 
@@ -147,6 +150,35 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     return create_async_engine(parsed, **kwargs)
 
 
+# One lock per SQLite engine: every writer of this process (delivery store, Alexa inbox,
+# schema creation) queues here rather than in SQLite's busy wait, which sleeps in steps
+# of up to 100 ms.
+_SQLITE_WRITE_LOCKS: weakref.WeakKeyDictionary[AsyncEngine, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A write transaction. On SQLite it takes the database's write lock first
+    (``BEGIN IMMEDIATE``), so a read-then-write inside it cannot interleave with another
+    writer and never fails to upgrade a stale read snapshot; on PostgreSQL, row locks
+    and ``… RETURNING`` do that work and a plain transaction is used."""
+    if engine.dialect.name == "postgresql":
+        async with engine.begin() as conn:
+            yield conn
+        return
+    lock = _SQLITE_WRITE_LOCKS.setdefault(engine, asyncio.Lock())
+    async with lock, engine.connect() as conn:
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            await conn.rollback()
+            raise
+        await conn.commit()
+
+
 async def create_schema(engine: AsyncEngine) -> None:
     """Create any missing tables; safe to call from several processes at once."""
     if engine.dialect.name == "postgresql":
@@ -158,19 +190,12 @@ async def create_schema(engine: AsyncEngine) -> None:
 
     for attempt in range(5):
         try:
-            async with engine.connect() as conn:
-                # create_all reads the catalogue, then writes. Begun as a plain (deferred)
-                # transaction, a reader that must upgrade to writer while another process
-                # writes gets "database is locked" at once, without waiting (SQLite cannot
-                # let a stale snapshot write). IMMEDIATE takes the write lock first, so
-                # concurrent starters queue on the busy timeout instead.
-                await conn.exec_driver_sql("BEGIN IMMEDIATE")
-                try:
-                    await conn.run_sync(Base.metadata.create_all)
-                except BaseException:
-                    await conn.rollback()
-                    raise
-                await conn.commit()
+            # create_all reads the catalogue, then writes: begun as a plain (deferred)
+            # transaction, a reader that must upgrade to writer while another process
+            # writes gets "database is locked" at once; write_transaction takes the lock
+            # first, so concurrent starters queue on the busy timeout instead.
+            async with write_transaction(engine) as conn:
+                await conn.run_sync(Base.metadata.create_all)
             return
         except exc.OperationalError as error:
             # Another process created the table between our check and CREATE.
