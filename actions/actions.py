@@ -15,7 +15,12 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from assistant.conversation import YES_NO, ApplianceAssistant, Memory, Outcome, UserSession
-from assistant.linking import LinkingUnavailable, RelinkRequired, SignInTemporarilyUnavailable
+from assistant.linking import (
+    LinkConfirmed,
+    LinkingUnavailable,
+    RelinkRequired,
+    SignInTemporarilyUnavailable,
+)
 from assistant.planning import CommandRequest
 from assistant.runtime import get_runtime
 
@@ -231,6 +236,38 @@ class ActionLinkAccount(Action):
         return []
 
 
+# CodeRefused.reason -> what the user is told
+LINK_CODE_REPLIES = {
+    "wrong": "utter_link_code_wrong",
+    "locked": "utter_link_code_locked",
+    "expired": "utter_link_code_expired",
+    "none": "utter_link_code_none",
+    "unreadable": "utter_link_code_unreadable",
+}
+
+
+class ActionConfirmLink(Action):
+    """The code from the LG sign-in page, typed back in this chat: links the account."""
+
+    def name(self) -> str:
+        return "action_confirm_link"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        linking = (await get_runtime()).linking
+        outcome = await linking.confirm(tracker.sender_id, tracker.latest_message.get("text", ""))
+        if isinstance(outcome, LinkConfirmed):
+            dispatcher.utter_message(response="utter_link_confirmed")
+        elif outcome.reason == "wrong":
+            dispatcher.utter_message(
+                response="utter_link_code_wrong", attempts_left=outcome.attempts_left
+            )
+        else:
+            dispatcher.utter_message(response=LINK_CODE_REPLIES[outcome.reason])
+        return []
+
+
 class ActionUnlinkAccount(Action):
     """Asks before deleting the stored LG sign-in; the answer goes to action_answer_pending."""
 
@@ -256,6 +293,11 @@ async def answer_unlink(dispatcher: CollectingDispatcher, tracker: Tracker) -> l
     intent = tracker.latest_message.get("intent", {}).get("name")
     if intent == "affirm":
         runtime = await get_runtime()
+        # Notifications end with the link: LG would otherwise keep calling back for a
+        # conversation that no longer belongs to the account.
+        await runtime.alerts.forget_sender(
+            await runtime.linked_session(tracker.sender_id), tracker.sender_id
+        )
         await runtime.linking.unlink(tracker.sender_id)
         demo = runtime.settings.demo_mode
         dispatcher.utter_message(response="utter_unlinked_demo" if demo else "utter_unlinked")

@@ -155,6 +155,20 @@ class AlertsAssistant:
         response = _REPLIES[("unsubscribe", kind, "removed")]
         return Outcome([Reply(response, {"device": appliance.alias})], memory)
 
+    async def forget_sender(self, session: UserSession | None, sender_id: str) -> int:
+        """Drop every subscription of a conversation that is being unlinked; LG is
+        unsubscribed from a device when no other conversation of that LG user still wants
+        it. Without a session (the sign-in already expired) only our records go: nothing
+        reaches this conversation either way. Returns how many subscriptions were dropped."""
+        rows = await self._subs.for_sender(sender_id)
+        for device_id, kind in rows:
+            await self._subs.remove(sender_id, device_id, kind)
+            if session is not None and not await self._subs.still_wanted(
+                session.thinq_user, device_id, kind
+            ):
+                await self._drop_at_lg(session, device_id, kind)
+        return len(rows)
+
     async def _drop_at_lg(self, session: UserSession, device_id: str, kind: str) -> None:
         try:
             if kind == "push":

@@ -8,7 +8,13 @@ The flow (README "Account linking"):
    by the connector, :mod:`connector.linking`) with ``code`` and ``state``.
    :meth:`LinkingService.complete` takes the state back exactly once (unknown, expired
    or reused: refused, nothing stored), exchanges the code at LG's token endpoint and
-   stores the tokens encrypted with their expiry (:meth:`AccountRepository.link`).
+   keeps the tokens, encrypted, as a *pending* link with a one-time 6-digit code that
+   the callback page shows.
+2b. :meth:`LinkingService.confirm`: the user types that code in the chat that asked, and
+   only then is the sender linked (:meth:`AccountRepository.link`). Why: whoever signs
+   in at LG is not necessarily whoever asked for the link. A sign-in link forwarded (or
+   sent as a lure) to someone else would otherwise link *their* LG account to the
+   sender's chat; now it only shows them a code they are told never to give away.
 3. :meth:`LinkingService.fresh`, called whenever the runtime loads a sender's session,
    refreshes a token that expires within ``refresh_margin_seconds`` and stores the new
    pair (LG's refresh tokens are assumed to rotate). A refused refresh (revoked at LG)
@@ -22,9 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from assistant.settings import OAuthSettings, Settings
@@ -32,6 +39,13 @@ from assistant.storage import Storage
 from assistant.storage.accounts import Account, AccountRepository
 from assistant.storage.link_requests import LinkRequestRepository, StateRefused
 from assistant.storage.models import utcnow
+from assistant.storage.pending_links import (
+    CODE_DIGITS,
+    CodeRefused,
+    PendingGrant,
+    PendingLinkRepository,
+    new_code,
+)
 from lgcloud.emp_oauth import (
     EmpOAuthClient,
     OAuthError,
@@ -58,8 +72,36 @@ class SignInTemporarilyUnavailable(Exception):
 
 @dataclass(frozen=True)
 class LinkCompleted:
+    """LG's sign-in worked; the link waits for ``code`` to be typed in the sender's chat."""
+
     sender_id: str
     thinq_user: str
+    code: str = field(repr=False)
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkConfirmed:
+    sender_id: str
+    thinq_user: str
+
+
+_SPOKEN_DIGITS = {
+    "zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+    "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
+}  # fmt: skip
+_CODE = re.compile(rf"(?<!\d)\d{{{CODE_DIGITS}}}(?!\d)")
+
+
+def parse_code(text: str) -> str | None:
+    """The 6-digit code in what the user typed or said ("482 913", "the code is 482-913",
+    "four eight two nine one three"); None if there is not exactly one."""
+    words = re.findall(r"[a-z]+|\d+|[^\sa-z\d]", (text or "").lower())
+    joined = "".join(_SPOKEN_DIGITS.get(w, w) if w.isalpha() else w for w in words)
+    # Digits separated by spaces, dashes or dots are one code; words in between end it.
+    compact = re.sub(r"(?<=\d)[\s.\-]+(?=\d)", "", joined)
+    codes = _CODE.findall(re.sub(r"[a-z]+", " ", compact))
+    return codes[0] if len(codes) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -82,6 +124,7 @@ class LinkingService:
         accounts: AccountRepository,
         requests: LinkRequestRepository,
         oauth: EmpOAuthClient | None,
+        pending: PendingLinkRepository,
         *,
         country_code: str,
         region: str,
@@ -91,6 +134,7 @@ class LinkingService:
         self._accounts = accounts
         self._requests = requests
         self._oauth = oauth
+        self._pending = pending
         self._country = country_code
         self._region = region
         self._now = now
@@ -116,6 +160,7 @@ class LinkingService:
             storage.accounts,
             storage.link_requests,
             oauth,
+            storage.pending_links,
             country_code=settings.thinq.default_country,
             region=settings.thinq.region,
         )
@@ -186,18 +231,48 @@ class LinkingService:
             logger.error("LG refused our OAuth client: %s", exc.error)
             return LinkFailed("unavailable")
         now = self._now()
+        code = new_code()
+        await self._pending.put(
+            PendingGrant(
+                sender_id=consumed.sender_id,
+                channel=consumed.channel,
+                thinq_user=grant.user_number,
+                token=grant.access_token,
+                refresh_token=grant.refresh_token,
+                token_expires_at=_expiry(now, grant.expires_in),
+            ),
+            code,
+            timedelta(seconds=self._settings.request_ttl_seconds),
+            now=now,
+        )
+        logger.info("LG sign-in done; the link waits for its code in the chat")
+        return LinkCompleted(consumed.sender_id, grant.user_number, code, consumed.channel)
+
+    # --- 2b. confirm -----------------------------------------------------------------------
+
+    async def confirm(self, sender_id: str, text: str) -> LinkConfirmed | CodeRefused:
+        """Link ``sender_id`` if ``text`` holds the code its sign-in page showed."""
+        code = parse_code(text)
+        if code is None:
+            if not await self._pending.waiting(sender_id, now=self._now()):
+                return CodeRefused("none")
+            return CodeRefused("unreadable")
+        taken = await self._pending.take(sender_id, code, now=self._now())
+        if isinstance(taken, CodeRefused):
+            logger.info("link code refused (%s)", taken.reason)
+            return taken
         await self._accounts.link(
-            consumed.sender_id,
-            thinq_user=grant.user_number,
-            token=grant.access_token,
+            sender_id,
+            thinq_user=taken.thinq_user,
+            token=taken.token,
             country_code=self._country,
             region=self._region,
-            channel=consumed.channel,
-            token_expires_at=_expiry(now, grant.expires_in),
-            refresh_token=grant.refresh_token,
+            channel=taken.channel,
+            token_expires_at=taken.token_expires_at,
+            refresh_token=taken.refresh_token,
         )
         logger.info("linked a sender to an LG account through the OAuth flow")
-        return LinkCompleted(consumed.sender_id, grant.user_number)
+        return LinkConfirmed(sender_id, taken.thinq_user)
 
     # --- 3. refresh ------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from assistant.alerts import AlertsAssistant
 from assistant.conversation import ApplianceAssistant, UserSession
 from assistant.household import HouseholdService
-from assistant.linking import LinkingService
+from assistant.linking import LinkingService, RelinkRequired, SignInTemporarilyUnavailable
 from assistant.notifications import NotificationCatalog
 from assistant.settings import Settings, load_settings
 from assistant.storage import Storage
@@ -95,6 +95,16 @@ class Runtime:
         elif account is not None and channel and account.channel != channel:
             await self.storage.accounts.set_channel(sender_id, channel)
         return _session(account) if account else None
+
+    async def linked_session(self, sender_id: str) -> UserSession | None:
+        """The sender's session if it is linked and its sign-in still works; never links."""
+        account = await self.storage.accounts.get(sender_id)
+        if account is None:
+            return None
+        try:
+            return _session(await self.linking.fresh(account))
+        except (RelinkRequired, SignInTemporarilyUnavailable):
+            return None
 
 
 def _session(account: Account) -> UserSession:

@@ -147,6 +147,8 @@ class Settings:
     simulator_url: str
     connector: ConnectorSettings
     oauth: OAuthSettings = field(default_factory=OAuthSettings)
+    # The chat widget (its notify secret is what the connector needs of it).
+    widget: WidgetSettings | None = None
 
 
 def thinq_base_url(region: str, phase: str) -> str:
@@ -266,6 +268,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         oauth=load_oauth_settings(
             env, demo_mode, simulator_url, service_id, service_key, connector
         ),
+        widget=load_widget_settings({**env, "THINQ_SERVICE_KEY": service_key}),
     )
 
 
@@ -379,3 +382,115 @@ def load_alexa_settings(env: Mapping[str, str] | None = None) -> AlexaSettings:
         skill_id=(env.get("ALEXA_SKILL_ID") or "").strip() or None,
         reply_budget_seconds=budget,
     )
+
+
+@dataclass(frozen=True)
+class WidgetSettings:
+    """The chat widget channel (``connector/widget.py``) and the partner site embedding it.
+
+    The partner's web server signs a short-lived token (JWT, HS256) naming its signed-in
+    user with ``token_secret``; the channel accepts a conversation only with such a token.
+    Outside demo mode the channel is off until ``WIDGET_TOKEN_SECRET`` and
+    ``WIDGET_NOTIFY_SECRET`` are set.
+    """
+
+    # HMAC key shared with the partner site. Never logged.
+    token_secret: str | None = field(repr=False)
+    # The partner the tokens come from (the JWT ``iss``); part of every widget sender id.
+    issuer: str
+    # A token that lives longer than this (exp - iat) is refused: it would outlive a
+    # partner's sign-out by too much.
+    max_token_seconds: float
+    # Pages allowed to open the widget's socket (their Origin). Requests without an Origin
+    # (not from a browser) rely on the token alone.
+    allowed_origins: tuple[str, ...]
+    # The connector presents it to hand proactive messages to open widgets. Never logged.
+    notify_secret: str | None = field(repr=False)
+    # Redis, when several Rasa processes must share live widget messages; None: in-process.
+    redis_url: str | None
+    redis_prefix: str
+    # Where browsers reach the assistant (widget.js and the socket), for the partner page.
+    assistant_public_url: str
+    # The sample partner site (devstack/partner_site.py).
+    partner_host: str
+    partner_port: int
+
+    def missing(self) -> str | None:
+        """Why the channel cannot run (names the unset variables), or None."""
+        unset = [
+            name
+            for name, value in (
+                ("WIDGET_TOKEN_SECRET", self.token_secret),
+                ("WIDGET_NOTIFY_SECRET", self.notify_secret),
+            )
+            if not value
+        ]
+        if not unset:
+            return None
+        return f"{' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set"
+
+
+_WIDGET_ISSUER = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_MIN_WIDGET_SECRET_CHARS = 32
+
+
+def load_widget_settings(env: Mapping[str, str] | None = None) -> WidgetSettings:
+    """The widget's settings alone (the Rasa process, the connector and the partner site
+    read them); in demo mode the secrets derive from the machine's demo credentials."""
+    env = os.environ if env is None else env
+    demo_mode = _flag(env.get("DEMO_MODE"), default=not env.get("THINQ_SERVICE_ID"))
+    token_secret = env.get("WIDGET_TOKEN_SECRET") or None
+    notify_secret = env.get("WIDGET_NOTIFY_SECRET") or None
+    if demo_mode and not (token_secret and notify_secret):
+        from devstack.credentials import load_or_create_demo_credentials
+
+        state_dir = Path(env.get("STATE_DIR") or "var").resolve()
+        service_key = env.get("THINQ_SERVICE_KEY") or (
+            load_or_create_demo_credentials(state_dir).service_key
+        )
+        token_secret = token_secret or _derived("lg-widget-token", service_key)
+        notify_secret = notify_secret or _derived("lg-widget-notify", service_key)
+    for name, value in (
+        ("WIDGET_TOKEN_SECRET", token_secret),
+        ("WIDGET_NOTIFY_SECRET", notify_secret),
+    ):
+        if value is not None and len(value) < _MIN_WIDGET_SECRET_CHARS:
+            # HS256 with a short key can be brute-forced from one captured token.
+            raise SettingsError(f"{name} must be at least {_MIN_WIDGET_SECRET_CHARS} characters")
+    issuer = env.get("WIDGET_TOKEN_ISSUER") or "sample-partner"
+    if not _WIDGET_ISSUER.fullmatch(issuer):
+        raise SettingsError("WIDGET_TOKEN_ISSUER must be 1-64 characters of A-Z, a-z, 0-9, . _ -")
+    partner_host = env.get("PARTNER_SITE_HOST") or "127.0.0.1"
+    partner_port = int(_positive_number(env, "PARTNER_SITE_PORT", 8080))
+    origins = env.get("WIDGET_ALLOWED_ORIGINS")
+    if origins is None:
+        origins = (
+            f"http://{partner_host}:{partner_port},http://localhost:{partner_port}"
+            if demo_mode
+            else ""
+        )
+    allowed = tuple(o.strip().rstrip("/") for o in origins.split(",") if o.strip())
+    for origin in allowed:
+        if not origin.startswith(("https://", "http://")):
+            raise SettingsError(f"WIDGET_ALLOWED_ORIGINS: {origin!r} is not an http(s) origin")
+    rasa_port = int(_positive_number(env, "RASA_PORT", 5005))
+    public_url = (env.get("ASSISTANT_PUBLIC_URL") or f"http://127.0.0.1:{rasa_port}").rstrip("/")
+    if not public_url.startswith(("https://", "http://")):
+        raise SettingsError(f"ASSISTANT_PUBLIC_URL must be an http(s) URL; got {public_url!r}")
+    return WidgetSettings(
+        token_secret=token_secret,
+        issuer=issuer,
+        max_token_seconds=_positive_number(env, "WIDGET_TOKEN_MAX_SECONDS", 900.0),
+        allowed_origins=allowed,
+        notify_secret=notify_secret,
+        redis_url=env.get("REDIS_URL") or None,
+        redis_prefix=env.get("CONNECTOR_REDIS_PREFIX") or "lgconn",
+        assistant_public_url=public_url,
+        partner_host=partner_host,
+        partner_port=partner_port,
+    )
+
+
+def _derived(purpose: str, service_key: str) -> str:
+    """A demo secret for ``purpose``: both sides compute it, nothing is committed."""
+    return hashlib.sha256(f"{purpose}/{service_key}".encode()).hexdigest()

@@ -17,6 +17,7 @@ from xml.sax.saxutils import escape
 MAX_SPEECH_CHARS = 1500
 
 _LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")  # [text](url) -> text
+_LINK_PARTS = re.compile(r"\[([^\]]+)\]\(([^)]*)\)")  # [text](url) -> text (url), for cards
 _URL = re.compile(r"https?://\S+")
 _MARKDOWN = re.compile(r"[*`#~]+|(?<!\w)_+|_+(?!\w)")  # emphasis, code, headings
 _INNER_UNDERSCORE = re.compile(r"(?<=\w)_(?=\w)")  # express_mode -> express mode
@@ -75,15 +76,23 @@ def ssml(text: str) -> dict[str, str]:
     return {"type": "SSML", "ssml": f"<speak>{escape(text)}</speak>"}
 
 
+CARD_TITLE = "LG ThinQ assistant"
+LINK_IN_APP = "I've put the link in your Alexa app."
+
+
 def alexa_response(
     speech: str,
     *,
     end_session: bool,
     reprompt: str | None = None,
     attributes: Mapping[str, Any] | None = None,
+    card: str | None = None,
 ) -> dict[str, Any]:
-    """Alexa's response JSON; ``speech`` and ``reprompt`` are plain (already spoken) text."""
+    """Alexa's response JSON; ``speech`` and ``reprompt`` are plain (already spoken) text.
+    ``card``: text for a Simple card in the user's Alexa app (where a link can be opened)."""
     body: dict[str, Any] = {"outputSpeech": ssml(speech), "shouldEndSession": end_session}
+    if card:
+        body["card"] = {"type": "Simple", "title": CARD_TITLE, "content": card[:7000]}
     if reprompt and not end_session:
         body["reprompt"] = {"outputSpeech": ssml(reprompt)}
     answer: dict[str, Any] = {"version": "1.0", "response": body}
@@ -105,6 +114,11 @@ def reply_for_messages(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     saying a title sends the same payload a tap would. Anything else ends the session.
     """
     texts = [spoken(str(m["text"])) for m in messages if m.get("text")]
+    # A link cannot be spoken: it goes to a card in the Alexa app (a sign-in link, say).
+    linked = [str(m["text"]) for m in messages if m.get("text") and _URL.search(str(m["text"]))]
+    card = _LINK_PARTS.sub(r"\1 (\2)", "\n\n".join(linked)) if linked else None
+    if card:
+        texts.append(LINK_IN_APP)
     buttons = [
         (str(b.get("title", "")), str(b.get("payload", "")))
         for m in messages
@@ -123,13 +137,14 @@ def reply_for_messages(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             end_session=False,
             reprompt=f"{question} {prompt}".strip(),
             attributes={"choices": [[title, payload] for title, payload in buttons]},
+            card=card,
         )
     if not speech:
         return alexa_response("Done.", end_session=True)
     question = next((t for t in reversed(texts) if _asks(t)), None)
     if question is not None:
-        return alexa_response(speech, end_session=False, reprompt=question)
-    return alexa_response(speech, end_session=True)
+        return alexa_response(speech, end_session=False, reprompt=question, card=card)
+    return alexa_response(speech, end_session=True, card=card)
 
 
 def chosen_payload(utterance: str, attributes: Mapping[str, Any] | None) -> str | None:

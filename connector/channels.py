@@ -45,6 +45,11 @@ class ValidatedRestInput(RestInput):
     def name(cls) -> str:
         return "rest"
 
+    def _extract_input_channel(self, req: Request) -> str:
+        # Rasa takes "input_channel" from the body; the channel a message came in on is
+        # this one, whatever the caller claims (proactive delivery is routed by it).
+        return self.name()
+
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         return add_body_validation(super().blueprint(on_new_message), self.name())
 
@@ -53,6 +58,9 @@ class ValidatedCallbackInput(CallbackInput):
     @classmethod
     def name(cls) -> str:
         return "callback"
+
+    def _extract_input_channel(self, req: Request) -> str:
+        return self.name()
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         return add_body_validation(super().blueprint(on_new_message), self.name())

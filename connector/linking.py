@@ -34,13 +34,21 @@ _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title></head>
-<body><main><h1>{title}</h1><p>{message}</p></main></body></html>
+<body><main><h1>{title}</h1><p>{message}</p>{extra}</main></body></html>
 """
+_CODE_PAGE = (
+    '<p style="font-size:2em;letter-spacing:.2em" aria-label="Your code: {spelled}">'
+    '<strong id="link-code">{code}</strong></p>'
+    "<p>It works once, for {minutes} minutes.</p>"
+    "<p><strong>Never give this code to anyone.</strong> Whoever types it in their chat "
+    "can see and control your LG appliances. If you did not ask an assistant to link your "
+    "LG account just now, close this page: nothing has been linked.</p>"
+)
 
 
-def page(title: str, message: str, status: int) -> web.Response:
+def page(title: str, message: str, status: int, extra: str = "") -> web.Response:
     response = web.Response(
-        text=_PAGE.format(title=html.escape(title), message=html.escape(message)),
+        text=_PAGE.format(title=html.escape(title), message=html.escape(message), extra=extra),
         status=status,
         content_type="text/html",
     )
@@ -57,10 +65,18 @@ async def handle_callback(request: web.Request) -> web.Response:
         query.get("code"), query.get("state"), query.get("error") or None
     )
     if isinstance(outcome, LinkCompleted):
+        # Not linked yet: the code must be typed in the chat that asked (see
+        # assistant/linking.py), so a forwarded sign-in link cannot link this person.
+        code = f"{outcome.code[:3]} {outcome.code[3:]}"
         return page(
-            "Your LG account is linked",
-            "You can close this page and go back to the chat.",
+            "One more step",
+            "To finish linking your LG account, type this code in the chat where you asked for it:",
             200,
+            _CODE_PAGE.format(
+                code=html.escape(code),
+                spelled=html.escape(" ".join(outcome.code)),
+                minutes=linking.request_ttl_minutes,
+            ),
         )
     assert isinstance(outcome, LinkFailed)
     message = f"{_FAILURES[outcome.reason]} {_AGAIN}"

@@ -6,8 +6,9 @@ permanently impossible with a reason an operator can read. Senders never raise f
 failing partner, and never put a URL's query string (it may hold a secret) in a reason
 or a log line.
 
-``callback``, ``telegram`` and ``alexa`` (queued for the next launch) can carry a message
-the assistant starts; ``rest`` is request/response only. Later channels register here.
+``callback``, ``telegram``, ``widget`` (through Rasa's widget channel) and ``alexa``
+(queued for the next launch) can carry a message the assistant starts; ``rest`` is
+request/response only.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from assistant.settings import ConnectorSettings
+from assistant.settings import ConnectorSettings, WidgetSettings
 
 if TYPE_CHECKING:
     from assistant.storage.alexa_inbox import AlexaInboxRepository
@@ -97,7 +98,6 @@ class CallbackChannelSender(ChannelSender):
     ) -> None:
         self._url = url
         self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._timeout_seconds = timeout_seconds
 
     def __repr__(self) -> str:
@@ -111,35 +111,54 @@ class CallbackChannelSender(ChannelSender):
             "text": message.text,
             "message_id": message.outbox_id,
         }
-        try:
-            async with self._session.post(
-                self._url,
-                json=body,
-                headers={"Idempotency-Key": message.outbox_id},
-                timeout=self._timeout,
-            ) as response:
-                status = response.status
-                # Reading a success body to the end lets the connection be reused.
-                detail = (
-                    await response.read()
-                    if 200 <= status < 300
-                    else await response.content.read(_REASON_BODY_CHARS * 4)
-                )
-        except asyncio.TimeoutError:
-            return SendResult.retry(
-                f"the callback channel did not answer within {self._timeout_seconds:g} s"
+        return await post_for_delivery(
+            self._session,
+            self._url,
+            body,
+            {"Idempotency-Key": message.outbox_id},
+            self._timeout_seconds,
+            "the callback channel",
+        )
+
+
+async def post_for_delivery(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: Mapping[str, object],
+    headers: Mapping[str, str],
+    timeout_seconds: float,
+    what: str,
+) -> SendResult:
+    """POST ``body`` as JSON and classify the answer: 2xx delivered; timeouts, network
+    errors, 5xx and RETRYABLE_4XX worth retrying; any other status permanent, with the
+    start of the partner's answer as the reason. ``what`` names the receiver in reasons."""
+    try:
+        async with session.post(
+            url,
+            json=body,
+            headers=dict(headers),
+            timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+        ) as response:
+            status = response.status
+            # Reading a success body to the end lets the connection be reused.
+            detail = (
+                await response.read()
+                if 200 <= status < 300
+                else await response.content.read(_REASON_BODY_CHARS * 4)
             )
-        except aiohttp.ClientError as error:
-            # The exception's text can contain the URL: only its type goes in the reason.
-            return SendResult.retry(f"the callback channel is unreachable ({type(error).__name__})")
-        if 200 <= status < 300:
-            return SendResult.ok()
-        if status >= 500 or status in RETRYABLE_4XX:
-            return SendResult.retry(f"the callback channel answered HTTP {status}")
-        text = detail.decode("utf-8", "replace").strip()
-        text = "".join(ch if ch.isprintable() else " " for ch in text)[:_REASON_BODY_CHARS]
-        suffix = f": {text}" if text else ""
-        return SendResult.permanent(f"the callback channel refused it with HTTP {status}{suffix}")
+    except asyncio.TimeoutError:
+        return SendResult.retry(f"{what} did not answer within {timeout_seconds:g} s")
+    except aiohttp.ClientError as error:
+        # The exception's text can contain the URL: only its type goes in the reason.
+        return SendResult.retry(f"{what} is unreachable ({type(error).__name__})")
+    if 200 <= status < 300:
+        return SendResult.ok()
+    if status >= 500 or status in RETRYABLE_4XX:
+        return SendResult.retry(f"{what} answered HTTP {status}")
+    text = detail.decode("utf-8", "replace").strip()
+    text = "".join(ch if ch.isprintable() else " " for ch in text)[:_REASON_BODY_CHARS]
+    suffix = f": {text}" if text else ""
+    return SendResult.permanent(f"{what} refused it with HTTP {status}{suffix}")
 
 
 class UnsupportedChannel(ChannelSender):
@@ -184,11 +203,14 @@ def build_outputs(
     settings: ConnectorSettings,
     session: aiohttp.ClientSession,
     alexa_inbox: AlexaInboxRepository | None = None,
+    widget: WidgetSettings | None = None,
 ) -> Outputs:
     """Every channel sender this deployment has, sharing one HTTP session (keep-alive).
 
     ``alexa_inbox`` (the assistant database's ``Storage.alexa_inbox``) lets the ``alexa``
     channel queue messages for the user's next launch; without it that channel is off.
+    ``widget`` (its notify secret) lets the ``widget`` channel reach open chat widgets
+    through Rasa (``settings.rasa_url``).
     """
     outputs = Outputs()
     outputs.register(
@@ -198,6 +220,7 @@ def build_outputs(
     outputs.register("rest", UnsupportedChannel("rest"))
     outputs.register("telegram", _telegram_sender(settings, session))
     outputs.register("alexa", _alexa_sender(alexa_inbox))
+    outputs.register("widget", _widget_sender(settings, widget, session))
     return outputs
 
 
@@ -227,3 +250,18 @@ def _alexa_sender(inbox: AlexaInboxRepository | None) -> ChannelSender:
     from connector.alexa_sender import AlexaInboxSender
 
     return AlexaInboxSender(inbox)
+
+
+def _widget_sender(
+    settings: ConnectorSettings, widget: WidgetSettings | None, session: aiohttp.ClientSession
+) -> ChannelSender:
+    if widget is None or not widget.notify_secret:
+        return NotConfiguredChannel("the widget channel is off: WIDGET_NOTIFY_SECRET is not set")
+    if not settings.rasa_url:
+        return NotConfiguredChannel("the widget channel is off: RASA_URL is not set")
+    # Imported here: connector.widget_sender builds on this module's classes.
+    from connector.widget_sender import WidgetSender
+
+    return WidgetSender(
+        settings.rasa_url, widget.notify_secret, session, settings.send_timeout_seconds
+    )

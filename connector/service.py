@@ -137,7 +137,9 @@ class ConnectorService:
                 self.store,
                 self.queue,
                 planner,
-                build_outputs(connector, self._http, self.storage.alexa_inbox),
+                build_outputs(
+                    connector, self._http, self.storage.alexa_inbox, self.settings.widget
+                ),
                 connector,
                 history=history,
             )

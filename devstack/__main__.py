@@ -17,14 +17,15 @@ def demo() -> int:
     ports = Ports.from_env(os.environ)
     stack = Stack(model_path=model, ports=ports)
     print(
-        "starting simulator, callback sink, connector, action server and Rasa "
-        "(model load takes ~40 s)..."
+        "starting simulator, callback sink, connector, action server, Rasa and the sample "
+        "partner site (model load takes ~40 s)..."
     )
     stack.start()
     print(
         f"""
 The assistant is running in demo mode (LG cloud simulator, demo household).
 
+  Chat widget:  open http://127.0.0.1:{ports.partner}/ (a partner's page embedding it)
   Talk to it:   curl -s localhost:{ports.rasa}/webhooks/rest/webhook \\
                   -d '{{"sender": "me", "message": "turn on express mode on my fridge"}}'
   Callback:     POST localhost:{ports.rasa}/webhooks/callback/webhook (replies go to CALLBACK_URL)

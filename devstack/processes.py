@@ -37,6 +37,7 @@ class Ports:
     simulator: int = 8700
     sink: int = 8701
     connector: int = 8702
+    partner: int = 8080  # the sample partner site embedding the chat widget
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Ports:
@@ -46,11 +47,12 @@ class Ports:
             simulator=int(env.get("SIM_PORT", 8700)),
             sink=int(env.get("SINK_PORT", 8701)),
             connector=int(env.get("CONNECTOR_PORT", 8702)),
+            partner=int(env.get("PARTNER_SITE_PORT", 8080)),
         )
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), free_port(), free_port())
+        return cls(*(free_port() for _ in range(6)))
 
 
 @dataclass
@@ -87,6 +89,8 @@ class Stack:
             "SIM_DEMO_TOKEN": creds.demo_token,
             "SINK_PORT": str(self.ports.sink),
             "CONNECTOR_PORT": str(self.ports.connector),
+            "RASA_PORT": str(self.ports.rasa),
+            "PARTNER_SITE_PORT": str(self.ports.partner),
             # LG calls the connector back; the secret rides in the registered URL.
             "SIM_CALLBACK_URL": (
                 f"http://127.0.0.1:{self.ports.connector}/lg/callbacks"
@@ -155,6 +159,11 @@ class Stack:
                     "*",
                 ],
                 f"http://127.0.0.1:{self.ports.rasa}/",
+            ),
+            Process(
+                "partner-site",
+                [python, "-m", "devstack.partner_site"],
+                f"http://127.0.0.1:{self.ports.partner}/health",
             ),
         ]
 

@@ -38,4 +38,5 @@ echo "== rasa test: NLU cross-validation"
 $PY -m devstack.nlu_report reports/nlu reports/nlu-summary.md
 
 echo "== pytest"
+bash scripts/browser.sh
 $PY -m pytest "$@"

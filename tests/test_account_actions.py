@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from actions.actions import (
     ActionAnswerPending,
+    ActionConfirmLink,
     ActionLinkAccount,
     ActionListDevices,
     ActionUnlinkAccount,
@@ -25,6 +26,7 @@ from actions.actions import (
 from assistant.runtime import use_runtime
 from assistant.storage.link_requests import state_digest
 from assistant.storage.models import LinkRequest, utcnow
+from assistant.storage.pending_links import PendingGrant
 from tests.oauth_support import query_of
 from tests.test_actions import said
 
@@ -160,4 +162,51 @@ async def test_expired_sign_in_without_refresh_asks_to_link_again(runtime):
     )
     object.__setattr__(runtime.settings, "demo_mode", False)
     assert await run(ActionListDevices(), "list_devices") == ([("utter_link_expired", {})], [])
+    assert await runtime.storage.accounts.get(SENDER) is None
+
+
+def typed(text: str) -> Tracker:
+    """A tracker whose latest message is ``text`` classified as link_code."""
+    return Tracker(
+        sender_id=SENDER,
+        slots={},
+        latest_message={
+            "intent": {"name": "link_code", "confidence": 1.0},
+            "entities": [],
+            "text": text,
+        },
+        events=[{"event": "user", "input_channel": "telegram", "parse_data": {}}],
+        paused=False,
+        followup_action=None,
+        active_loop={},
+        latest_action_name="action_listen",
+    )
+
+
+async def confirm(text: str) -> list[tuple[str, dict]]:
+    dispatcher = CollectingDispatcher()
+    assert await ActionConfirmLink().run(dispatcher, typed(text), {}) == []
+    return said(dispatcher.messages)
+
+
+async def wait_for_code(runtime, code: str = "482913") -> None:
+    grant = PendingGrant(SENDER, "telegram", "neighbour", token=runtime.settings.demo_thinq_token)
+    await runtime.storage.pending_links.put(grant, code, timedelta(minutes=10))
+
+
+async def test_the_right_code_links_the_account_and_says_so(runtime):
+    await wait_for_code(runtime)
+    assert await confirm("the code is 482 913") == [("utter_link_confirmed", {})]
+    assert (await runtime.storage.accounts.get(SENDER)).thinq_user == "neighbour"
+
+
+async def test_a_wrong_code_says_how_many_tries_are_left_and_links_nothing(runtime):
+    await wait_for_code(runtime)
+    assert await confirm("111 222") == [("utter_link_code_wrong", {"attempts_left": 4})]
+    assert await confirm("hmm") == [("utter_link_code_unreadable", {})]
+    assert await runtime.storage.accounts.get(SENDER) is None
+
+
+async def test_a_code_with_no_sign_in_waiting(runtime):
+    assert await confirm("482913") == [("utter_link_code_none", {})]
     assert await runtime.storage.accounts.get(SENDER) is None

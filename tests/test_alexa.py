@@ -514,3 +514,18 @@ async def test_a_failing_turn_is_an_apology_not_a_500(serve: Serve) -> None:
     reply = await post(url, encode(said("start the washer")))
     assert reply.status_code == 200
     assert speech(reply.json()) == f"<speak>{alexa.FAILED}</speak>"
+
+
+def test_a_reply_with_a_link_puts_it_on_a_card_and_says_so() -> None:
+    from connector.alexa_speech import LINK_IN_APP, reply_for_messages
+
+    link = "https://lg.example/oauth/authorize?state=abc"
+    answer = reply_for_messages(
+        [{"text": f"To link your LG account, open this page and sign in with LG: {link}"}]
+    )["response"]
+    assert "https://" not in answer["outputSpeech"]["ssml"]
+    assert LINK_IN_APP in answer["outputSpeech"]["ssml"]
+    assert answer["card"]["type"] == "Simple" and link in answer["card"]["content"]
+    marked = reply_for_messages([{"text": f"See [the page]({link})."}])["response"]
+    assert marked["card"]["content"] == f"See the page ({link})."
+    assert "card" not in reply_for_messages([{"text": "Done."}])["response"]

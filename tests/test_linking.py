@@ -2,13 +2,16 @@
 
 The assistant's runtime hands out the sign-in link; a browser-like client signs in at the
 simulator's membership-login stand-in; the connector's /link/callback exchanges the code
-and stores the tokens encrypted; ThinQ calls then work with them. Also: refused states
+and keeps the tokens encrypted, showing a one-time code; typed back in the same chat, the
+code links the account and ThinQ calls then work with the tokens. A code typed in another
+chat, a wrong code, or an old one links nothing. Also: refused states
 store nothing, tokens are refreshed before expiry, a revoked sign-in asks to link again,
 and unlinking deletes the tokens.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,11 +23,12 @@ import pytest
 from sqlalchemy import text
 
 from actions.actions import ActionListDevices
-from assistant.linking import RelinkRequired
+from assistant.linking import LinkConfirmed, RelinkRequired
 from assistant.runtime import Runtime, use_runtime
 from assistant.settings import load_settings
 from assistant.storage import TokenCipher
 from assistant.storage.models import utcnow
+from assistant.storage.pending_links import MAX_CODE_ATTEMPTS, CodeRefused
 from connector.service import ConnectorService, Roles
 from devstack.processes import free_port
 from simulator.config import config_from_env
@@ -45,16 +49,29 @@ class Linking:
     async def start(self, sender: str = SENDER) -> str:
         return await self.runtime.linking.start(sender, "telegram")
 
-    async def link(self, sender: str = SENDER, user: str = "demo") -> httpx.Response:
-        """The whole browser round: sign-in link, login form, callback."""
+    async def signed_in(self, sender: str = SENDER, user: str = "demo") -> httpx.Response:
+        """The browser round: sign-in link, login form, callback page (with the code)."""
         redirect = await sign_in(self.http, await self.start(sender), user)
         return await self.http.get(redirect)
+
+    async def link(self, sender: str = SENDER, user: str = "demo") -> httpx.Response:
+        """The whole round: signed in, then the page's code typed in the sender's chat."""
+        page = await self.signed_in(sender, user)
+        assert page.status_code == 200, page.text
+        confirmed = await self.runtime.linking.confirm(sender, code_on(page))
+        assert isinstance(confirmed, LinkConfirmed), confirmed
+        return page
 
     async def raw_rows(self) -> list[bytes]:
         """Every value of every linked-account and refresh-token row, as bytes."""
         values: list[bytes] = []
         async with self.runtime.storage.engine.connect() as conn:
-            for table in ("linked_accounts", "linked_account_refresh_tokens", "link_requests"):
+            for table in (
+                "linked_accounts",
+                "linked_account_refresh_tokens",
+                "link_requests",
+                "pending_links",
+            ):
                 for row in await conn.execute(text(f"SELECT * FROM {table}")):
                     for value in row:
                         if isinstance(value, bytes | memoryview):
@@ -73,6 +90,13 @@ class Linking:
         assert session is not None
         listed = await self.runtime.client.list_devices(session.auth)
         return [d.alias for d in listed]
+
+
+def code_on(page: httpx.Response) -> str:
+    """The code the callback page shows ("482 913" -> "482913")."""
+    found = re.search(r'id="link-code">([0-9 ]+)<', page.text)
+    assert found, page.text
+    return found.group(1).replace(" ", "")
 
 
 @pytest.fixture
@@ -123,10 +147,17 @@ async def test_start_sign_in_callback_stores_encrypted_tokens_that_work(linking:
     assert redirect.startswith(linking.callback_url + "?")
     page = await linking.http.get(redirect)
     assert page.status_code == 200
-    assert "Your LG account is linked" in page.text
+    assert "One more step" in page.text and "Never give this code to anyone" in page.text
     assert page.headers["Cache-Control"] == "no-store"
     assert page.headers["Referrer-Policy"] == "no-referrer"
+    code = code_on(page)
+    # Nothing is linked until the code comes back through the chat that asked.
+    assert await linking.runtime.storage.accounts.get(SENDER) is None
+    pending = b"\n".join(await linking.raw_rows())
+    assert code.encode() not in pending
 
+    confirmed = await linking.runtime.linking.confirm(SENDER, f"the code is {code[:3]} {code[3:]}")
+    assert confirmed == LinkConfirmed(SENDER, "demo")
     account = await linking.runtime.storage.accounts.get(SENDER)
     assert account is not None
     assert (account.thinq_user, account.channel, account.country_code) == (
@@ -151,9 +182,58 @@ async def test_a_second_user_links_to_their_own_household(linking: Linking):
     assert await linking.devices_seen() == ["Neighbour AC"]
 
 
+async def test_a_forwarded_sign_in_link_links_nobody_without_the_code(linking: Linking):
+    """The attacker asks for a link and gets a victim to sign in with it: the victim sees a
+    code they are told never to give away; the attacker's guesses run out."""
+    attacker = "telegram:666"
+    page = await linking.signed_in(attacker, user="demo")
+    code = code_on(page)
+    wrong = "000000" if code != "000000" else "111111"
+    for left in range(MAX_CODE_ATTEMPTS - 1, 0, -1):
+        assert await linking.runtime.linking.confirm(attacker, wrong) == CodeRefused("wrong", left)
+    assert await linking.runtime.linking.confirm(attacker, wrong) == CodeRefused("locked")
+    # Even the right code is useless now, and nothing was ever linked.
+    assert await linking.runtime.linking.confirm(attacker, code) == CodeRefused("none")
+    assert await linking.runtime.storage.accounts.get(attacker) is None
+
+
+async def test_the_code_works_only_in_the_chat_that_asked(linking: Linking):
+    page = await linking.signed_in(SENDER, user="demo")
+    code = code_on(page)
+    other = "telegram:2002"
+    assert await linking.runtime.linking.confirm(other, code) == CodeRefused("none")
+    assert await linking.runtime.storage.accounts.get(other) is None
+    assert await linking.runtime.linking.confirm(SENDER, "no digits here") == CodeRefused(
+        "unreadable"
+    )
+    assert isinstance(await linking.runtime.linking.confirm(SENDER, code), LinkConfirmed)
+    # Used once: typing it again finds nothing waiting.
+    assert await linking.runtime.linking.confirm(SENDER, code) == CodeRefused("none")
+
+
+async def test_an_old_code_has_expired(linking: Linking, monkeypatch: pytest.MonkeyPatch):
+    page = await linking.signed_in(SENDER, user="demo")
+    later = utcnow() + timedelta(minutes=11)
+    monkeypatch.setattr(linking.runtime.linking, "_now", lambda: later)
+    assert await linking.runtime.linking.confirm(SENDER, code_on(page)) == CodeRefused("expired")
+    assert await linking.runtime.storage.accounts.get(SENDER) is None
+
+
+async def test_a_newer_sign_in_replaces_the_waiting_one(linking: Linking):
+    first = code_on(await linking.signed_in(SENDER, user="demo"))
+    second = code_on(await linking.signed_in(SENDER, user="neighbour"))
+    if first != second:
+        assert (await linking.runtime.linking.confirm(SENDER, first)).reason == "wrong"
+    assert await linking.runtime.linking.confirm(SENDER, second) == LinkConfirmed(
+        SENDER, "neighbour"
+    )
+
+
 async def test_reused_state_is_400_and_changes_nothing(linking: Linking):
     redirect = await sign_in(linking.http, await linking.start(), "demo")
-    assert (await linking.http.get(redirect)).status_code == 200
+    page = await linking.http.get(redirect)
+    assert page.status_code == 200
+    assert isinstance(await linking.runtime.linking.confirm(SENDER, code_on(page)), LinkConfirmed)
     before = await linking.runtime.storage.accounts.get(SENDER)
 
     again = await linking.http.get(redirect)

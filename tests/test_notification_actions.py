@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import pytest
 from rasa_sdk.events import SlotSet
 
-from actions.actions import ActionManageNotifications
+from actions.actions import ActionAnswerPending, ActionManageNotifications
 from assistant.runtime import use_runtime
 from tests.test_actions import run, said
 
@@ -133,3 +133,22 @@ async def test_unknown_device_is_not_guessed(simulator):
     messages, _ = await run(ActionManageNotifications(), "subscribe_push", {"device": "toaster"})
     assert said(messages)[0][0] == "utter_device_not_found"
     assert (await lg_subscriptions(simulator))["push"] == []
+
+
+async def test_unlinking_ends_the_conversations_notifications(simulator, runtime):
+    devices = await simulator.devices()
+    washer, fridge = devices["Washer"]["deviceId"], devices["Fridge"]["deviceId"]
+    now = datetime.now(timezone.utc)
+    await runtime.storage.subscriptions.add("other-conversation", "demo", washer, "push", now)
+    await run(ActionManageNotifications(), "subscribe_push", {"device": "washer"})
+    await run(ActionManageNotifications(), "subscribe_pcc", {"device": "fridge"})
+    assert fridge in (await lg_subscriptions(simulator))["pcc"]
+
+    messages, _ = await run(
+        ActionAnswerPending(), "affirm", slots={"pending": {"kind": "confirm_unlink"}}
+    )
+    assert said(messages) == [("utter_unlinked_demo", {})]
+    assert await runtime.storage.subscriptions.for_sender("user-1") == []
+    # LG keeps the washer for the other conversation; the fridge's PCC ends with the link.
+    lg = await lg_subscriptions(simulator)
+    assert lg["push"] == [washer] and lg["pcc"] == []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,20 +16,19 @@ from typing import Any
 import httpx
 import pytest
 from rasa.core.channels.channel import UserMessage
-from sanic import Sanic
 
 from assistant.settings import SettingsError, TelegramSettings, load_telegram_settings
 from connector.outputs import OutgoingMessage, build_outputs
 from connector.telegram import SECRET_HEADER, TelegramInput
 from connector.telegram_api import CallbackPayloads, chat_id_of
 from connector.telegram_sender import TelegramSender
-from devstack.processes import free_port
 from tests.db_fixtures import make_settings
 from tests.fake_telegram import (  # noqa: F401 - fixtures are found by name
     TOKEN,
     FakeTelegram,
     running_fake_telegram,
 )
+from tests.sanic_support import serve_blueprint
 
 SECRET = "webhook-secret_0123456789"
 CHAT = 4242
@@ -77,25 +75,9 @@ class Webhook:
 
 async def serve(channel: TelegramInput, rasa: RasaStub) -> AsyncIterator[Webhook]:
     """The channel's blueprint at Rasa's prefix (/webhooks/telegram) in a Sanic app."""
-    # Test mode lets Sanic start a second app in one process (its touch-up of the HTTP
-    # protocol class otherwise fails the second time), as sanic-testing does.
-    Sanic.test_mode = True
-    app = Sanic(f"telegram-test-{uuid.uuid4().hex}")
-    app.blueprint(channel.blueprint(rasa), url_prefix="/webhooks/telegram")
-    port = free_port()
-    server = await app.create_server(
-        host="127.0.0.1", port=port, return_asyncio_server=True, access_log=False
-    )
-    assert server is not None
-    await server.startup()
-    await server.before_start()
-    await server.after_start()
-    try:
-        yield Webhook(f"http://127.0.0.1:{port}/webhooks/telegram/webhook", rasa, channel)
-    finally:
-        await server.before_stop()
-        await server.close()
-        await server.after_stop()
+    prefix = "/webhooks/telegram"
+    async with serve_blueprint(channel.blueprint(rasa), prefix, name="telegram-test") as base:
+        yield Webhook(f"{base}{prefix}/webhook", rasa, channel)
 
 
 def settings_for(fake: FakeTelegram, **overrides: Any) -> TelegramSettings:

@@ -1,4 +1,5 @@
-"""The assistant's own persistent state: linked accounts, device cache, subscriptions.
+"""The assistant's own persistent state: linked accounts, device cache, subscriptions,
+the Alexa inbox and the chat widget's message log.
 
 Typical use::
 
@@ -22,7 +23,9 @@ from assistant.storage.crypto import TokenCipher, TokenDecryptError, TokenKeyErr
 from assistant.storage.db import create_engine, create_schema, session_factory
 from assistant.storage.device_cache import DeviceCacheRepository, DeviceRecord
 from assistant.storage.link_requests import LinkRequestRepository
+from assistant.storage.pending_links import PendingLinkRepository
 from assistant.storage.subscriptions import SubscriptionRepository
+from assistant.storage.widget_messages import WidgetMessage, WidgetMessageRepository
 
 if TYPE_CHECKING:
     from assistant.settings import Settings
@@ -34,11 +37,14 @@ __all__ = [
     "DeviceCacheRepository",
     "DeviceRecord",
     "LinkRequestRepository",
+    "PendingLinkRepository",
     "Storage",
     "SubscriptionRepository",
     "TokenCipher",
     "TokenDecryptError",
     "TokenKeyError",
+    "WidgetMessage",
+    "WidgetMessageRepository",
     "create_engine",
     "create_schema",
     "session_factory",
@@ -55,6 +61,8 @@ class Storage:
     subscriptions: SubscriptionRepository = field(repr=False)
     alexa_inbox: AlexaInboxRepository = field(repr=False)
     link_requests: LinkRequestRepository = field(repr=False)
+    pending_links: PendingLinkRepository = field(repr=False)
+    widget_messages: WidgetMessageRepository = field(repr=False)
 
     @classmethod
     async def open(cls, settings: Settings, *, cipher: TokenCipher | None = None) -> Storage:
@@ -85,6 +93,8 @@ class Storage:
             subscriptions=SubscriptionRepository(sessions, engine),
             alexa_inbox=AlexaInboxRepository(engine),
             link_requests=LinkRequestRepository(sessions),
+            pending_links=PendingLinkRepository(sessions, cipher),
+            widget_messages=WidgetMessageRepository(engine),
         )
 
     async def close(self) -> None:

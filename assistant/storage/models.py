@@ -10,6 +10,8 @@
 * ``alexa_inbox``: messages for Alexa users waiting to be read out at their next launch.
 * ``linked_account_refresh_tokens``: the encrypted LG refresh token of an OAuth-linked sender.
 * ``link_requests``: account-linking flows in progress (the OAuth ``state``, single use).
+* ``widget_messages``: the chat widget's message log, per conversation (shown on reopen).
+* ``widget_read_markers``: the last widget message each conversation has seen.
 
 Every timestamp is a timezone-aware UTC :class:`~datetime.datetime`, on SQLite as
 well as PostgreSQL (see :class:`UTCDateTime`).
@@ -238,3 +240,69 @@ class LinkRequest(Base):
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     expires_at = Column(UTCDateTime, nullable=False)
     used_at = Column(UTCDateTime, nullable=True)
+
+
+class PendingLink(Base):
+    """An LG sign-in finished at LG but not yet confirmed in the chat that asked for it.
+
+    The page after LG's sign-in shows a one-time code; the link becomes active only when
+    the same conversation types it back. Without that step, a sign-in link forwarded to
+    someone else (or tricked out of them) would link *their* LG account to the sender's
+    chat. One per sender (a newer sign-in replaces it); the tokens are Fernet ciphertext
+    and the code is stored only as a digest bound to the sender.
+    """
+
+    __tablename__ = "pending_links"
+
+    sender_id = Column(String(255), primary_key=True)
+    channel = Column(String(64), nullable=True)
+    thinq_user = Column(String(255), nullable=False)
+    token_ciphertext = Column(LargeBinary, nullable=False)
+    refresh_token_ciphertext = Column(LargeBinary, nullable=True)
+    token_expires_at = Column(UTCDateTime, nullable=True)
+    code_digest = Column(String(64), nullable=False)
+    # Wrong codes typed so far; the pending link is dropped at MAX_CODE_ATTEMPTS.
+    attempts = Column(Integer, nullable=False, default=0)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    expires_at = Column(UTCDateTime, nullable=False)
+
+
+class WidgetMessageRecord(Base):
+    """One message of a chat widget conversation, user's or bot's.
+
+    The widget shows what arrived while it was closed and the recent conversation after a
+    reload, so both sides of the conversation are logged here. ``id`` is the order and the
+    id the browser sees; AUTOINCREMENT on SQLite so an id is never handed out twice, even
+    after the newest rows were deleted. ``key`` (optional) makes storing idempotent: the
+    outbox id of a proactive message, so a redelivery is stored once.
+    """
+
+    __tablename__ = "widget_messages"
+    __table_args__ = (
+        Index("ix_widget_messages_sender_id", "sender_id", "id"),
+        # prune() deletes by age across all senders.
+        Index("ix_widget_messages_created", "created_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    key = Column(String(128), nullable=True, unique=True)
+    sender_id = Column(String(255), nullable=False)
+    # "user" or "bot".
+    role = Column(String(8), nullable=False)
+    text = Column(Text, nullable=False)
+    # JSON list of {"title": str, "payload": str}.
+    buttons = Column(Text, nullable=False, default="[]")
+    # Sent by the assistant unprompted (a notification), not as a reply.
+    proactive = Column(Boolean, nullable=False, default=False)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class WidgetReadMarker(Base):
+    """The id of the newest widget message a conversation has seen (never moves back)."""
+
+    __tablename__ = "widget_read_markers"
+
+    sender_id = Column(String(255), primary_key=True)
+    last_read_id = Column(Integer, nullable=False)
+    updated_at = Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)

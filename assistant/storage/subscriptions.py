@@ -129,8 +129,9 @@ class SubscriptionRepository:
             return bool(count)
 
     async def audiences(self, device_ids: Iterable[str]) -> dict[str, DeviceAudience]:
-        """Who hears about each device: its subscribers by kind (linked conversations
-        only, with their last channel) and every user's cached copy. Two queries for the
+        """Who hears about each device: its subscribers by kind (conversations still
+        linked to the LG user who subscribed, with their last channel) and every user's
+        cached copy. Two queries for the
         whole batch, whatever its size, because the delivery worker plans callbacks in
         batches. Every requested device has an entry (empty if nobody wants it)."""
         wanted = sorted(set(device_ids))
@@ -146,7 +147,14 @@ class SubscriptionRepository:
                         _subs.c.thinq_user,
                         _accounts.c.channel,
                     )
-                    .join(_accounts, _accounts.c.sender_id == _subs.c.sender_id)
+                    # Only while the conversation is still linked to the user who
+                    # subscribed: one relinked to another LG account must stop hearing
+                    # about the first account's appliances.
+                    .join(
+                        _accounts,
+                        (_accounts.c.sender_id == _subs.c.sender_id)
+                        & (_accounts.c.thinq_user == _subs.c.thinq_user),
+                    )
                     .where(_subs.c.device_id.in_(chunk))
                     .order_by(_subs.c.device_id, _subs.c.kind, _subs.c.sender_id)
                 )
