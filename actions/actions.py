@@ -124,6 +124,22 @@ class ActionListDevices(AssistantAction):
         return await assistant.list_devices(session, memory)
 
 
+class ActionHomeOverview(AssistantAction):
+    """ "how is everything at home?": every device at once (v2 placement API)."""
+
+    def name(self) -> str:
+        return "action_home_overview"
+
+    async def respond(self, assistant, session, memory, tracker):  # type: ignore[no-untyped-def]
+        home = (await get_runtime()).home
+        return await home.overview(
+            session,
+            memory,
+            sender_id=tracker.sender_id,
+            channel=tracker.get_latest_input_channel(),
+        )
+
+
 class ActionDeviceStatus(AssistantAction):
     def name(self) -> str:
         return "action_device_status"
@@ -145,6 +161,16 @@ class ActionControlDevice(AssistantAction):
         if intent == "repeat_on_device":
             return await assistant.repeat(session, memory, mention)
         request = request_from(intent, tracker)
+        if latest_entity(tracker, "scope") == "all":
+            # "turn off all the air conditioners": every appliance the mention matches.
+            return await (await get_runtime()).bulk.control_all(
+                session,
+                memory,
+                request,
+                mention,
+                sender_id=tracker.sender_id,
+                channel=tracker.get_latest_input_channel(),
+            )
         return await assistant.control(session, memory, request, mention)
 
 

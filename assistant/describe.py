@@ -23,6 +23,13 @@ def format_duration(hours: int, minutes: int) -> str:
     return " ".join(parts)
 
 
+def join_names(names: list[str], joiner: str = "and") -> str:
+    """ "Washer", "Washer and Dryer", "Washer, Dryer and Oven"."""
+    if len(names) <= 1:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} {joiner} {names[-1]}"
+
+
 def format_number(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -67,8 +74,10 @@ def describe(
     vocab: Vocabulary,
     *,
     feature: Feature | None = None,
+    overview: bool = False,
 ) -> str:
-    """A comma-separated summary of the readable state; only ``feature``'s facts when given."""
+    """A comma-separated summary of the readable state; only ``feature``'s facts when given,
+    only the readouts marked ``overview`` (a whole-home summary) when ``overview``."""
     if appliance.profile is None:
         return "I can't read its state right now"
     phrases: list[str] = []
@@ -83,6 +92,8 @@ def describe(
     )
     for prop in ordered:
         readout = vocab.readout_for(prop)
+        if overview and (readout is None or not readout.overview):
+            continue
         if readout is None:
             if feature is None:
                 continue  # the summary keeps to facts people care about

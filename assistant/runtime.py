@@ -12,14 +12,20 @@ import logging
 from dataclasses import dataclass
 
 from assistant.alerts import AlertsAssistant
+from assistant.bulk import BulkControl
 from assistant.conversation import ApplianceAssistant, UserSession
+from assistant.correlation import Gatherer, InProcessWaker, RedisWaker, Waker
+from assistant.home import HomeOverview
 from assistant.household import HouseholdService
 from assistant.linking import LinkingService, RelinkRequired, SignInTemporarilyUnavailable
 from assistant.notifications import NotificationCatalog
 from assistant.settings import Settings, load_settings
 from assistant.storage import Storage
 from assistant.storage.accounts import Account
+from assistant.storage.placement import PlacementRepository
 from assistant.vocabulary import load_vocabulary
+from lgcloud.call_budget import CallBudget
+from lgcloud.placement import PlacementClient
 from lgcloud.thinq import ThinQAuth, ThinQClient
 
 logger = logging.getLogger(__name__)
@@ -34,15 +40,23 @@ class Runtime:
     assistant: ApplianceAssistant
     alerts: AlertsAssistant
     linking: LinkingService
+    placement: PlacementClient
+    waker: Waker
+    home: HomeOverview
+    bulk: BulkControl
+    # Counts every LG call and backs off rate-limited users (shared through Redis if set).
+    budget: CallBudget | None = None
 
     @classmethod
     async def create(cls, settings: Settings) -> Runtime:
         storage = await Storage.open(settings)
+        budget = CallBudget(settings.connector.redis_url, settings.connector.redis_prefix)
         client = ThinQClient(
             settings.thinq.base_url,
             settings.thinq.service_id,
             settings.thinq.service_key,
             timeout_seconds=settings.thinq.timeout_seconds,
+            budget=budget,
         )
         household = HouseholdService(
             client,
@@ -58,6 +72,23 @@ class Runtime:
             storage.subscriptions,
             client,
         )
+        placement = PlacementClient(
+            settings.thinq.base_url,
+            settings.thinq.service_id,
+            settings.thinq.service_key,
+            timeout_seconds=settings.thinq.timeout_seconds,
+            budget=budget,
+        )
+        # Placement answers reach the connector; Redis (when configured) wakes us at once,
+        # otherwise the gatherer reads the shared database every 100 ms.
+        connector = settings.connector
+        waker: Waker = (
+            RedisWaker(connector.redis_url, connector.redis_prefix)
+            if connector.redis_url
+            else InProcessWaker()
+        )
+        await waker.start()
+        gatherer = Gatherer(PlacementRepository(storage.engine), waker, poll_seconds=0.1)
         return cls(
             settings,
             storage,
@@ -66,10 +97,19 @@ class Runtime:
             ApplianceAssistant(household, vocab),
             alerts,
             LinkingService.create(settings, storage),
+            placement,
+            waker,
+            HomeOverview(household, placement, gatherer, vocab, settings.placement_timeout_seconds),
+            BulkControl(household, placement, gatherer, vocab, settings.placement_timeout_seconds),
+            budget,
         )
 
     async def close(self) -> None:
         await self.client.aclose()
+        await self.placement.aclose()
+        await self.waker.close()
+        if self.budget is not None:
+            await self.budget.aclose()
         await self.linking.aclose()
         await self.storage.close()
 
@@ -108,7 +148,10 @@ class Runtime:
 
 
 def _session(account: Account) -> UserSession:
-    return UserSession(account.thinq_user, ThinQAuth(account.token, account.country_code))
+    return UserSession(
+        account.thinq_user,
+        ThinQAuth(account.token, account.country_code, user=account.thinq_user),
+    )
 
 
 _runtime: Runtime | None = None

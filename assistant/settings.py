@@ -148,7 +148,10 @@ class Settings:
     connector: ConnectorSettings
     oauth: OAuthSettings = field(default_factory=OAuthSettings)
     # The chat widget (its notify secret is what the connector needs of it).
+    # How long "how is everything at home?" waits for every device's answer (v2 API).
+    placement_timeout_seconds: float = 4.0
     widget: WidgetSettings | None = None
+    becon: BeconSettings | None = None  # BECON Connect (commercial HVAC); None: not configured
 
 
 def thinq_base_url(region: str, phase: str) -> str:
@@ -269,6 +272,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, demo_mode, simulator_url, service_id, service_key, connector
         ),
         widget=load_widget_settings({**env, "THINQ_SERVICE_KEY": service_key}),
+        placement_timeout_seconds=_positive_number(env, "PLACEMENT_TIMEOUT_SECONDS", 4.0),
+        becon=load_becon_settings({**env, "THINQ_SERVICE_KEY": service_key}),
     )
 
 
@@ -494,3 +499,66 @@ def load_widget_settings(env: Mapping[str, str] | None = None) -> WidgetSettings
 def _derived(purpose: str, service_key: str) -> str:
     """A demo secret for ``purpose``: both sides compute it, nothing is committed."""
     return hashlib.sha256(f"{purpose}/{service_key}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class BeconSettings:
+    """How to reach LG's BECON Connect API (or the simulator standing in for it)."""
+
+    # Scheme and host (and port); the client appends LG's /tms/v1.0/connect paths.
+    base_url: str
+    service_id: str
+    # Never logged, kept out of repr.
+    service_key: str = field(repr=False)
+    # Signs the server time for a token (lgcloud/becon_signer.py). Never logged.
+    symmetric_key: str = field(repr=False)
+    timeout_seconds: float = 5.0
+
+
+_BECON_VARIABLES = (
+    "BECON_BASE_URL",
+    "BECON_SERVICE_ID",
+    "BECON_SERVICE_KEY",
+    "BECON_SYMMETRIC_KEY",
+)
+
+
+def load_becon_settings(env: Mapping[str, str] | None = None) -> BeconSettings | None:
+    """BECON_* variables. Demo mode (the usual rule: no THINQ_SERVICE_ID) fills the unset
+    ones with the simulator's URL and the demo BECON credentials derived from the demo
+    service key, exactly as the simulator derives them. Outside demo mode BECON is off
+    (None) until all four of BECON_BASE_URL, BECON_SERVICE_ID, BECON_SERVICE_KEY and
+    BECON_SYMMETRIC_KEY are set; setting only some of them is an error."""
+    env = os.environ if env is None else env
+    demo_mode = _flag(env.get("DEMO_MODE"), default=not env.get("THINQ_SERVICE_ID"))
+    values = {name: env.get(name) or None for name in _BECON_VARIABLES}
+    if demo_mode and not all(values.values()):
+        from devstack.credentials import demo_becon_credentials, load_or_create_demo_credentials
+
+        state_dir = Path(env.get("STATE_DIR") or "var").resolve()
+        demo_key = env.get("THINQ_SERVICE_KEY") or (
+            load_or_create_demo_credentials(state_dir).service_key
+        )
+        demo = demo_becon_credentials(demo_key)
+        defaults = {
+            "BECON_BASE_URL": env.get("SIMULATOR_URL") or "http://127.0.0.1:8700",
+            "BECON_SERVICE_ID": demo.service_id,
+            "BECON_SERVICE_KEY": demo.service_key,
+            "BECON_SYMMETRIC_KEY": demo.symmetric_key,
+        }
+        values = {name: value or defaults[name] for name, value in values.items()}
+    unset = [name for name, value in values.items() if not value]
+    if len(unset) == len(_BECON_VARIABLES):
+        return None
+    if unset:
+        raise SettingsError(f"BECON is half configured: {', '.join(unset)} not set")
+    base_url = str(values["BECON_BASE_URL"]).rstrip("/")
+    if not base_url.startswith(("https://", "http://")):
+        raise SettingsError(f"BECON_BASE_URL must be an http(s) URL; got {base_url!r}")
+    return BeconSettings(
+        base_url=base_url,
+        service_id=str(values["BECON_SERVICE_ID"]),
+        service_key=str(values["BECON_SERVICE_KEY"]),
+        symmetric_key=str(values["BECON_SYMMETRIC_KEY"]),
+        timeout_seconds=_positive_number(env, "BECON_TIMEOUT_SECONDS", 5.0),
+    )

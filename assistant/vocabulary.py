@@ -27,6 +27,7 @@ class DeviceType:
     location_words: dict[str, str] = field(default_factory=dict)
     confirm_control: bool = False
     pcc: bool = False
+    group: str = "other"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class Readout:
     pattern: str
     label: str | None
     format: str
+    # Among the few facts a whole-home summary gives (assistant/home.py).
+    overview: bool = False
 
     def matches(self, prop: PropertySpec) -> bool:
         return fnmatch.fnmatchcase(f"{prop.resource}.{prop.name}", self.pattern)
@@ -123,6 +126,7 @@ def load_vocabulary() -> Vocabulary:
             location_words={str(k).lower(): v for k, v in entry.get("location_words", {}).items()},
             confirm_control=bool(entry.get("confirm_control", False)),
             pcc=bool(entry.get("pcc", False)),
+            group=str(entry.get("group", "other")),
         )
         for code, entry in types_raw.items()
     }
@@ -145,7 +149,12 @@ def load_vocabulary() -> Vocabulary:
         value_labels={str(k): str(v) for k, v in raw["value_labels"].items()},
         run_states={str(k): str(v) for k, v in raw["run_states"].items()},
         readouts=tuple(
-            Readout(pattern=r["match"], label=r.get("label"), format=r["format"])
+            Readout(
+                pattern=r["match"],
+                label=r.get("label"),
+                format=r["format"],
+                overview=bool(r.get("overview", False)),
+            )
             for r in raw["readouts"]
         ),
         operation_done={str(k): str(v) for k, v in raw["operation_done"].items()},

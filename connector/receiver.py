@@ -20,6 +20,10 @@
 ``GET /health``
     200 ``{"status": "ok", "outbox": {state: count}}``; counts only, no content.
 
+``GET /metrics``
+    Prometheus text (0.0.4): our LG calls and backoffs (``lgcloud.call_budget``: every
+    process's through Redis, else this process's) and the outbox counts of ``/health``.
+
 Storing uses group commit: requests arriving while a commit is in flight are written
 together by the next one, so under load one transaction (one fsync) serves many
 callbacks, and an idle receiver commits each callback at once.
@@ -42,9 +46,17 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from assistant.storage.models import utcnow
+from connector.placement_intake import PlacementIntake
 from connector.queue import INBOUND, DeliveryQueue
 from connector.store import DeliveryStore, NewCallback
+from lgcloud.call_budget import (
+    PROMETHEUS_CONTENT_TYPE,
+    CallBudget,
+    MetricsText,
+    add_budget_metrics,
+)
 from lgcloud.callbacks import CallbackRejected, LgCallback, parse_callback
+from lgcloud.placement_callbacks import PlacementResult, parse_placement_callback
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +185,9 @@ class CallbackReceiver:
         intake: CallbackIntake,
         checker: Checker,
         store: DeliveryStore,
+        placement: PlacementIntake | None = None,
+        *,
+        budget: CallBudget | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the callback secret must not be empty")
@@ -180,6 +195,8 @@ class CallbackReceiver:
         self._intake = intake
         self._checker = checker
         self._store = store
+        self._placement = placement
+        self._budget = budget
         self._health: tuple[float, dict[str, int]] | None = None
 
     def __repr__(self) -> str:
@@ -210,6 +227,14 @@ class CallbackReceiver:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _problem(400, "bad_request", "the body is not valid JSON")
         try:
+            # v2 placement answers first: they carry a requestId a turn is waiting for.
+            placement = parse_placement_callback(body)
+        except CallbackRejected as rejected:
+            log.info("refused a placement callback: %s", rejected.reason)
+            return _problem(400, "bad_request", rejected.reason)
+        if placement is not None:
+            return await self._accept_placement(placement)
+        try:
             callback = parse_callback(body)
         except CallbackRejected as rejected:
             log.info("refused a callback: %s", rejected.reason)
@@ -239,15 +264,59 @@ class CallbackReceiver:
         log.debug("callback %s (%s) %s", callback.message_id, callback.push_type, status)
         return web.json_response({"status": status, "messageId": callback.message_id})
 
-    async def handle_health(self, request: web.Request) -> web.Response:
+    async def _accept_placement(self, placement: PlacementResult) -> web.Response:
+        if self._placement is None:
+            return _problem(503, "unavailable", "placement answers are not accepted here")
+        try:
+            recorded = await self._placement.accept(placement)
+        except Exception as error:
+            log.error(
+                "storing placement answer %s/%s failed: %s",
+                placement.request_id,
+                placement.device_id,
+                type(error).__name__,
+            )
+            return _problem(503, "unavailable", "the callback could not be stored; try again")
+        return web.json_response(
+            {
+                "status": "accepted" if recorded.new else "duplicate",
+                "messageId": placement.message_id,
+                "requestId": placement.request_id,
+            }
+        )
+
+    async def _outbox_counts(self) -> dict[str, int] | None:
+        """Outbox rows per state (cached for a second); None while the database is down."""
         now = time.monotonic()
         if self._health is None or now - self._health[0] > HEALTH_CACHE_SECONDS:
             try:
                 self._health = (now, await self._store.count_by_state())
             except Exception as error:
                 log.warning("health check: database unavailable (%s)", type(error).__name__)
-                return web.json_response({"status": "unavailable"}, status=503)
-        return web.json_response({"status": "ok", "outbox": self._health[1]})
+                return None
+        return self._health[1]
+
+    async def handle_health(self, request: web.Request) -> web.Response:
+        outbox = await self._outbox_counts()
+        if outbox is None:
+            return web.json_response({"status": "unavailable"}, status=503)
+        return web.json_response({"status": "ok", "outbox": outbox})
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text: LG call counts and backoffs, outbox rows by state."""
+        out = MetricsText()
+        if self._budget is not None:
+            add_budget_metrics(out, await self._budget.snapshot())
+        outbox = await self._outbox_counts()
+        out.family("connector_database_up", "gauge", "1 when the outbox counts could be read.")
+        out.sample("connector_database_up", 0 if outbox is None else 1)
+        if outbox is not None:
+            out.family("connector_outbox_messages", "gauge", "Outbox rows by delivery state.")
+            for state, count in sorted(outbox.items()):
+                out.sample("connector_outbox_messages", count, state=state)
+        return web.Response(
+            body=out.text().encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE}
+        )
 
 
 class PathOnlyAccessLogger(AbstractAccessLogger):
@@ -264,4 +333,5 @@ def create_app(receiver: CallbackReceiver) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_post(CALLBACK_PATH, receiver.handle_callback)
     app.router.add_get("/health", receiver.handle_health)
+    app.router.add_get("/metrics", receiver.handle_metrics)
     return app

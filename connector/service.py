@@ -16,12 +16,15 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from assistant.correlation import InProcessWaker, RedisWaker, Waker
 from assistant.linking import LinkingService
 from assistant.settings import ConnectorSettings, Settings
 from assistant.storage import Storage
+from assistant.storage.placement import PlacementRepository
 from connector import linking as link_callback
 from connector.history import HistoryRecorder
 from connector.outputs import build_outputs, redacted
+from connector.placement_intake import PlacementIntake
 from connector.queue import DeliveryQueue, InProcessQueue, RedisStreamQueue
 from connector.receiver import (
     AcceptanceCache,
@@ -32,6 +35,7 @@ from connector.receiver import (
 )
 from connector.store import DeliveryStore
 from connector.worker import DeliveryWorker
+from lgcloud.call_budget import CallBudget
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +114,10 @@ class ConnectorService:
         self.bound_port: int | None = None
         # Serves /link/callback (account linking) in the receiver role.
         self.linking: LinkingService | None = None
+        # Wakes turns waiting for v2 placement answers (in other processes through Redis).
+        self.waker: Waker | None = None
+        # Reads the LG call counts for /metrics (every process's through Redis).
+        self.budget: CallBudget | None = None
 
     async def start(self) -> None:
         # Imported here: the planner loads the domain's wording, which only a running
@@ -152,8 +160,20 @@ class ConnectorService:
         if self.roles.receiver:
             assert connector.callback_secret is not None
             self.intake = CallbackIntake(self.store, self.queue)
+            self.waker = (
+                RedisWaker(connector.redis_url, connector.redis_prefix)
+                if connector.redis_url
+                else InProcessWaker()
+            )
+            await self.waker.start()
+            self.budget = CallBudget(connector.redis_url, connector.redis_prefix)
             receiver = CallbackReceiver(
-                connector.callback_secret, self.intake, AcceptanceCache(planner), self.store
+                connector.callback_secret,
+                self.intake,
+                AcceptanceCache(planner),
+                self.store,
+                PlacementIntake(PlacementRepository(self.storage.engine), self.waker),
+                budget=self.budget,
             )
             app = create_app(receiver)
             # Account linking: LG's membership login redirects the browser here.
@@ -199,6 +219,10 @@ class ConnectorService:
                 await self._http.close()
             if self.linking is not None:
                 await self.linking.aclose()
+            if self.waker is not None:
+                await self.waker.close()
+            if self.budget is not None:
+                await self.budget.aclose()
             if self.queue is not None:
                 await self.queue.close()
             if self.storage is not None and self._given_storage is None:

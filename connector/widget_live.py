@@ -19,6 +19,8 @@ import logging
 from collections import defaultdict
 from typing import Any, Protocol
 
+from assistant.pubsub import PubSubChannel
+
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_SECONDS = 5.0
@@ -95,87 +97,37 @@ class Broadcaster:
         channel: str = "lgconn:widget-live",
     ) -> None:
         self.sockets = sockets
-        self._redis_url = redis_url
-        self._channel = channel
-        self._redis: Any = None
-        self._listener: asyncio.Task[None] | None = None
-        self._redis_down_logged = False
+        self._pubsub = (
+            PubSubChannel(redis_url, channel, self._published, "widget broadcast")
+            if redis_url
+            else None
+        )
 
     def __repr__(self) -> str:
-        return f"Broadcaster({'redis' if self._redis_url else 'in-process'}, {self.sockets!r})"
+        return f"Broadcaster({'redis' if self._pubsub else 'in-process'}, {self.sockets!r})"
 
     async def start(self) -> None:
         """With Redis: subscribe, so frames published by other processes reach ours."""
-        if self._redis_url is None or self._listener is not None:
-            return
-        import redis.asyncio as aioredis
-
-        self._redis = aioredis.from_url(self._redis_url)
-        self._listener = asyncio.ensure_future(self._listen())
+        if self._pubsub is not None:
+            await self._pubsub.start()
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            try:
-                await self._listener
-            except (asyncio.CancelledError, Exception):  # shutting down
-                pass
-            self._listener = None
-        if self._redis is not None:
-            await self._redis.close()
-            self._redis = None
+        if self._pubsub is not None:
+            await self._pubsub.close()
 
     async def send(self, sender_id: str, frame: dict[str, Any]) -> None:
-        if self._redis is None:
+        published = self._pubsub is not None and await self._pubsub.publish(
+            json.dumps({"sender_id": sender_id, "frame": frame})
+        )
+        if not published:
+            # Alone, or Redis is down: this process's sockets still get it.
             await self.sockets.send(sender_id, frame)
-            return
+
+    async def _published(self, data: bytes) -> None:
         try:
-            await self._redis.publish(
-                self._channel, json.dumps({"sender_id": sender_id, "frame": frame})
-            )
-            self._redis_up()
-        except Exception as error:  # any Redis failure: deliver locally
-            self._redis_down(error)
-            await self.sockets.send(sender_id, frame)
-
-    async def _listen(self) -> None:
-        """Forward published frames to this process's sockets; resubscribe after errors."""
-        while True:
-            pubsub = self._redis.pubsub()
-            try:
-                await pubsub.subscribe(self._channel)
-                self._redis_up()
-                async for item in pubsub.listen():
-                    if item.get("type") != "message":
-                        continue
-                    try:
-                        published = json.loads(item["data"])
-                        sender_id, frame = published["sender_id"], published["frame"]
-                    except (ValueError, KeyError, TypeError):
-                        log.warning("ignored a malformed frame on %s", self._channel)
-                        continue
-                    await self.sockets.send(sender_id, frame)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # Redis went away: wait and retry
-                self._redis_down(error)
-                await asyncio.sleep(1.0)
-            finally:
-                try:
-                    await pubsub.close()
-                except Exception:  # the connection is gone anyway
-                    pass
-
-    def _redis_down(self, error: BaseException) -> None:
-        if not self._redis_down_logged:
-            self._redis_down_logged = True
-            log.warning(
-                "widget broadcast: Redis unavailable (%s); only this process's sockets are "
-                "reached until it is back",
-                type(error).__name__,
-            )
-
-    def _redis_up(self) -> None:
-        if self._redis_down_logged:
-            self._redis_down_logged = False
-            log.info("widget broadcast: Redis is back")
+            published = json.loads(data)
+            sender_id, frame = published["sender_id"], published["frame"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed widget frame on Redis")
+            return
+        await self.sockets.send(sender_id, frame)

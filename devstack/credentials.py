@@ -80,3 +80,29 @@ def demo_oauth_client_secret(service_key: str) -> str:
     it) and the assistant (which presents it) agree without configuration.
     """
     return hashlib.sha256(f"lg-oauth-client/{service_key}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class DemoBeconCredentials:
+    """The demo BECON Connect service: what the simulator accepts and the assistant sends."""
+
+    service_id: str
+    service_key: str = field(repr=False)
+    symmetric_key: str = field(repr=False)
+
+
+def demo_becon_credentials(service_key: str) -> DemoBeconCredentials:
+    """The demo BECON service id, service key and symmetric key.
+
+    Derived from the machine's random demo (ThinQ) service key like the OAuth client
+    secret, so the simulator and the assistant agree without configuration.
+    """
+
+    def derived(purpose: str) -> str:
+        return hashlib.sha256(f"{purpose}/{service_key}".encode()).hexdigest()
+
+    return DemoBeconCredentials(
+        service_id=derived("lg-becon-service-id")[:24],
+        service_key=derived("lg-becon-service-key"),
+        symmetric_key=derived("lg-becon-symmetric-key"),
+    )

@@ -21,8 +21,17 @@ from urllib.parse import quote
 
 import httpx
 
+from lgcloud.call_budget import (
+    OK,
+    TIMEOUT,
+    TRANSPORT,
+    CallBudget,
+    endpoint_template,
+    user_label,
+)
 from lgcloud.errors import (
     RETRYABLE_CODES,
+    RateLimited,
     ThinQBadRequest,
     ThinQError,
     ThinQServerError,
@@ -39,10 +48,15 @@ NOT_SUBSCRIBED_PUSH = "1206"
 
 @dataclass(frozen=True)
 class ThinQAuth:
-    """One end user's credentials for a call: their EMP OAuth token and country."""
+    """One end user's credentials for a call: their EMP OAuth token and country.
+
+    ``user`` (their LG user number, when the caller knows it) names them in the call
+    counts (:mod:`lgcloud.call_budget`); without it they are named by a token digest.
+    """
 
     token: str = field(repr=False)
     country_code: str
+    user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,8 +84,17 @@ class DeviceSummary:
         )
 
 
+def lg_http_client(timeout_seconds: float) -> httpx.AsyncClient:
+    """The pooled HTTP client an LG API client shares across its calls (one per process)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_seconds),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+    )
+
+
 class ThinQClient:
-    """One per process; share it. ``http`` lets tests or the process inject its AsyncClient."""
+    """One per process; share it. ``http`` lets tests or the process inject its AsyncClient;
+    ``budget`` (optional) counts every request and backs off users LG rate-limits."""
 
     def __init__(
         self,
@@ -84,18 +107,17 @@ class ThinQClient:
         read_retries: int = 2,
         backoff_seconds: float = 0.2,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        budget: CallBudget | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._service_id = service_id
         self._service_key = service_key
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_seconds),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        )
+        self._http = http or lg_http_client(timeout_seconds)
         self._read_retries = read_retries
         self._backoff_seconds = backoff_seconds
         self._sleep = sleep
+        self._budget = budget
 
     def __repr__(self) -> str:
         return f"ThinQClient(base_url={self._base_url!r})"
@@ -168,14 +190,7 @@ class ThinQClient:
     # --- Transport ----------------------------------------------------------------------------
 
     def _headers(self, auth: ThinQAuth) -> dict[str, str]:
-        return {
-            "Authorization": f"Bearer {auth.token}",
-            "x-country-code": auth.country_code,
-            "x-message-id": new_message_id(),
-            "x-service-id": self._service_id,
-            "x-service-key": self._service_key,
-            "content-type": "application/json",
-        }
+        return thinq_headers(auth, self._service_id, self._service_key)
 
     async def _request(
         self,
@@ -209,48 +224,141 @@ class ThinQClient:
         headers = self._headers(auth)
         if extra_headers:
             headers.update(extra_headers)
-        message_id = headers["x-message-id"]
-        try:
-            response = await self._http.request(
-                method, self._base_url + path, headers=headers, json=json
-            )
-        except httpx.TimeoutException as exc:
-            logger.warning("ThinQ %s %s timed out (message %s)", method, path, message_id)
-            raise ThinQTransportError("0000", f"timed out: {type(exc).__name__}") from exc
-        except httpx.HTTPError as exc:
-            logger.warning("ThinQ %s %s failed: %s", method, path, type(exc).__name__)
-            raise ThinQTransportError("0000", f"connection failed: {type(exc).__name__}") from exc
-
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        response, body = await send_thinq_request(
+            self._http, method, self._base_url, path, headers, json, budget=self._budget, auth=auth
+        )
         if response.is_success and isinstance(body, dict) and "response" in body:
             logger.debug("ThinQ %s %s -> %s", method, path, response.status_code)
             return body["response"]
         if response.is_success and response.status_code == 204:
             return None
+        raise failed_call(method, path, response.status_code, body, headers["x-message-id"])
 
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, dict) and "code" in error:
-            code = str(error["code"]).zfill(4)
-            exc = error_for(code, str(error.get("message", "")), response.status_code)
-        elif response.status_code >= 500:
-            exc = ThinQServerError("2000", f"HTTP {response.status_code}", response.status_code)
-        else:
-            exc = ThinQTransportError(
-                "0000", f"unexpected HTTP {response.status_code} body", response.status_code
-            )
-        logger.info(
-            "ThinQ %s %s -> HTTP %s code %s %s (message %s)",
-            method,
-            path,
-            response.status_code,
-            exc.code,
-            exc.name,
-            message_id,
+
+# --- Shared transport helpers (also used by lgcloud.placement) -------------------------------
+
+
+def thinq_headers(auth: ThinQAuth, service_id: str, service_key: str) -> dict[str, str]:
+    """LG's common headers (facts sheet §1.4) with a fresh x-message-id."""
+    return {
+        "Authorization": f"Bearer {auth.token}",
+        "x-country-code": auth.country_code,
+        "x-message-id": new_message_id(),
+        "x-service-id": service_id,
+        "x-service-key": service_key,
+        "content-type": "application/json",
+    }
+
+
+async def send_thinq_request(
+    http: httpx.AsyncClient,
+    method: str,
+    base_url: str,
+    path: str,
+    headers: dict[str, str],
+    json: Any,
+    *,
+    budget: CallBudget | None = None,
+    auth: ThinQAuth | None = None,
+) -> tuple[httpx.Response, Any]:
+    """One HTTP exchange: the response and its JSON body (None when not JSON).
+
+    Transport failures become :class:`ThinQTransportError`; nothing else is judged here.
+    With a ``budget`` the request is counted once (by ``auth.user``, else by a digest of
+    the bearer token), and a user backed off after 1306 gets :class:`RateLimited` at
+    once, without a request.
+    """
+    counted: tuple[str, str, str] | None = None
+    if budget is not None:
+        user = auth.user if auth is not None else None
+        token = auth.token if auth is not None else _bearer(headers)
+        counted = (
+            headers.get("x-service-id", ""),
+            user_label(user, token),
+            endpoint_template(method, path),
         )
-        raise exc
+        await budget.before_call(counted[0], counted[1])
+    try:
+        response = await http.request(method, base_url + path, headers=headers, json=json)
+    except httpx.TimeoutException as exc:
+        logger.warning(
+            "ThinQ %s %s timed out (message %s)", method, path, headers.get("x-message-id")
+        )
+        if budget is not None and counted is not None:
+            await budget.after_call(*counted, TIMEOUT, http_status=None)
+        raise ThinQTransportError("0000", f"timed out: {type(exc).__name__}") from exc
+    except httpx.HTTPError as exc:
+        logger.warning("ThinQ %s %s failed: %s", method, path, type(exc).__name__)
+        if budget is not None and counted is not None:
+            await budget.after_call(*counted, TRANSPORT, http_status=None)
+        raise ThinQTransportError("0000", f"connection failed: {type(exc).__name__}") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if budget is not None and counted is not None:
+        await budget.after_call(
+            *counted, result_code(response.status_code, body), http_status=response.status_code
+        )
+    return response, body
+
+
+def result_code(status_code: int, body: Any) -> str:
+    """How a call is counted: ``ok``, LG's code, or ``http_<status>`` without LG's envelope."""
+    error = envelope_error(body)
+    if error is not None:
+        code = str(error["code"]).zfill(4)
+        # LG's codes are four digits; anything else must not become a new label value.
+        return code if code.isdigit() and len(code) <= 6 else "unparsable"
+    if 200 <= status_code < 300:
+        return OK
+    return f"http_{status_code}"
+
+
+def _bearer(headers: dict[str, str]) -> str:
+    return headers.get("Authorization", "").removeprefix("Bearer ")
+
+
+def envelope_error(body: Any) -> dict[str, Any] | None:
+    """The ``{"code", "message"}`` of a failure body: v1's top-level ``error``, or v2's
+    ``response.error`` (v2 says failures carry their details there)."""
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, dict) and "code" in error:
+        return error
+    inner = body.get("response")
+    error = inner.get("error") if isinstance(inner, dict) else None
+    if isinstance(error, dict) and "code" in error:
+        return error
+    code = body.get("responseCode")  # v2 without details: the code alone
+    if isinstance(code, str) and code.strip() and code != "0000":
+        return {"code": code, "message": ""}
+    return None
+
+
+def failed_call(method: str, path: str, status_code: int, body: Any, message_id: str) -> ThinQError:
+    """The typed exception for an answer that is not a success, logged once."""
+    error = envelope_error(body)
+    if error is not None:
+        code = str(error["code"]).zfill(4)
+        exc = error_for(code, str(error.get("message", "")), status_code)
+    elif status_code == 429:  # too many requests without LG's envelope: as 1306
+        exc = RateLimited("1306", "HTTP 429 Too Many Requests", status_code)
+    elif status_code >= 500:
+        exc = ThinQServerError("2000", f"HTTP {status_code}", status_code)
+    else:
+        exc = ThinQTransportError("0000", f"unexpected HTTP {status_code} body", status_code)
+    logger.info(
+        "ThinQ %s %s -> HTTP %s code %s %s (message %s)",
+        method,
+        path,
+        status_code,
+        exc.code,
+        exc.name,
+        message_id,
+    )
+    return exc
 
 
 def _segment(device_id: str) -> str:

@@ -1,4 +1,4 @@
-"""The simulator's aiohttp application: LG's ThinQ paths and /sim on one port."""
+"""The simulator's aiohttp application: LG's ThinQ and BECON paths and /sim on one port."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 
 from aiohttp import web
 
-from simulator import inspection, oauth, thinq_api
+from simulator import becon_api, inspection, oauth, placement_api, rate_limit, thinq_api
 from simulator.clock import SimClock
 from simulator.cloud import CLOUD, SimulatedCloud
 from simulator.config import SimulatorConfig
@@ -58,6 +58,8 @@ async def json_errors(request: web.Request, handler: web.Handler) -> web.StreamR
         reason = f"{exc.reason}: {request.method} {request.path}"
         if _is_sim(request) or _is_oauth(request):
             return web.json_response({"error": "http_error", "reason": reason}, status=exc.status)
+        if becon_api.is_becon(request):
+            return becon_api.http_error(exc.status, reason)
         error = ThinQError("1000", reason, status=exc.status)
         return thinq_api.envelope_error(thinq_api.request_message_id(request), error)
     except Exception:
@@ -66,6 +68,8 @@ async def json_errors(request: web.Request, handler: web.Handler) -> web.StreamR
             return web.json_response(
                 {"error": "internal", "reason": "simulator bug, see its log"}, status=500
             )
+        if becon_api.is_becon(request):
+            return becon_api.internal_error()
         return thinq_api.envelope_error(thinq_api.request_message_id(request), ThinQError("0000"))
 
 
@@ -104,8 +108,14 @@ def create_app(config: SimulatorConfig, clock: SimClock | None = None) -> web.Ap
         access_seconds=config.oauth_access_seconds,
     )
     thinq_api.add_routes(app.router)
+    becon_api.add_routes(app.router)
     oauth.add_routes(app.router)
     inspection.add_routes(app.router)
+    # v2 Placement API and its /sim/placement knobs; before _on_cleanup, so callbacks
+    # still in flight stop before the callback sender closes.
+    placement_api.setup(app)
+    # /sim/rate-limit: answers LG's 1306 beyond N calls per user per simulated minute.
+    rate_limit.setup(app)
     app.on_startup.append(_on_startup)
     app.on_cleanup.append(_on_cleanup)
     return app

@@ -7,7 +7,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.credentials import demo_oauth_client_secret, load_or_create_demo_credentials
+from devstack.credentials import (
+    demo_becon_credentials,
+    demo_oauth_client_secret,
+    load_or_create_demo_credentials,
+)
 
 DEMO_USER = "demo"
 NEIGHBOUR_USER = "neighbour"
@@ -39,6 +43,11 @@ class SimulatorConfig:
     # lifetime of the access tokens it issues (real seconds).
     oauth_clients: dict[str, OAuthClient] = field(default_factory=dict, repr=False)
     oauth_access_seconds: int = 3600
+    # The one BECON Connect service (simulator/becon_api.py). Unset: the demo values
+    # derived from service_key (devstack.credentials.demo_becon_credentials).
+    becon_service_id: str | None = None
+    becon_service_key: str | None = field(default=None, repr=False)
+    becon_symmetric_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.time_scale) or self.time_scale < 0:
@@ -51,6 +60,10 @@ class SimulatorConfig:
             raise ValueError("tokens must not be empty strings")
         if self.oauth_access_seconds <= 0:
             raise ValueError("oauth_access_seconds must be > 0")
+        becon = demo_becon_credentials(self.service_key)
+        self.becon_service_id = self.becon_service_id or becon.service_id
+        self.becon_service_key = self.becon_service_key or becon.service_key
+        self.becon_symmetric_key = self.becon_symmetric_key or becon.symmetric_key
 
 
 def config_from_env() -> SimulatorConfig:
@@ -96,6 +109,10 @@ def config_from_env() -> SimulatorConfig:
         oauth_access_seconds=_int(
             env.get("SIM_OAUTH_ACCESS_TOKEN_SECONDS", "3600"), "SIM_OAUTH_ACCESS_TOKEN_SECONDS"
         ),
+        # Unset: derived from the demo service key (see SimulatorConfig.__post_init__).
+        becon_service_id=env.get("SIM_BECON_SERVICE_ID") or None,
+        becon_service_key=env.get("SIM_BECON_SERVICE_KEY") or None,
+        becon_symmetric_key=env.get("SIM_BECON_SYMMETRIC_KEY") or None,
     )
 
 

@@ -3,7 +3,7 @@
 Contract routes: health, reset, devices, subscriptions, push and PCC triggers,
 BECON facilities. Ours (tests only, all under /sim): clock, forced state,
 online switch, the log of ThinQ calls received, adding / removing / renaming
-devices (with LG's registry pushes), and the callback URL.
+devices (with LG's registry pushes), the callback URL, and expiring BECON tokens.
 
 Bad input gets 400 ``{"error": "bad_request", "reason": ...}``; never a 500.
 """
@@ -165,6 +165,13 @@ async def trigger_pcc(request: web.Request) -> web.Response:
 @sim_endpoint
 async def becon_facilities(request: web.Request) -> web.Response:
     return web.json_response(_cloud(request).becon.facilities())
+
+
+@sim_endpoint
+async def becon_expire_tokens(request: web.Request) -> web.Response:
+    """Ours: every BECON token issued so far expires now (clients must renew)."""
+    becon = _cloud(request).becon
+    return web.json_response({"expired": becon.tokens.expire_all(becon.now())})
 
 
 # --- our extras -----------------------------------------------------------------------------
@@ -336,6 +343,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/sim/devices/{device_id}/push", trigger_push)
     router.add_post("/sim/devices/{device_id}/pcc", trigger_pcc)
     router.add_get("/sim/becon/facilities", becon_facilities)
+    router.add_post("/sim/becon/expire-tokens", becon_expire_tokens)
     router.add_get("/sim/clock", get_clock)
     router.add_post("/sim/clock/advance", advance_clock)
     router.add_post("/sim/devices/{device_id}/state", set_state)

@@ -279,3 +279,16 @@ def test_bad_lg_callbacks_are_refused_and_stored_nowhere(stack):
         timeout=10,
     )
     assert malformed.status_code == 400 and malformed.json()["reason"]
+
+
+def test_how_is_everything_at_home_in_one_lg_call(stack):
+    sim(stack, "POST", "/sim/reset")
+    sender = f"e2e-home-{uuid.uuid4().hex[:8]}"
+    say(stack, "what devices do I have", sender)  # links the demo household, lists devices
+    sim(stack, "DELETE", "/sim/calls")
+    reply = texts(say(stack, "how is everything at home?", sender))
+    assert reply.startswith("Here's everything at home."), reply
+    for part in ("Laundry:", "Kitchen:", "Styler (running", "Living Room AC (off)"):
+        assert part in reply, (part, reply)
+    paths = [c["path"] for c in sim(stack, "GET", "/sim/calls").json()]
+    assert paths == ["/v2/devices/status-async"], paths

@@ -812,7 +812,15 @@ async def test_sim_online_and_clock_validation(sim: Sim) -> None:
 async def test_sim_health_and_becon(sim: Sim) -> None:
     assert (await sim.client.get("/sim/health")).status_code == 200
     response = await sim.client.get("/sim/becon/facilities")
-    assert (response.status_code, response.json()) == (200, [])
+    # The contract's demo site (§4); tests/test_simulator_becon.py checks every field.
+    assert response.status_code == 200
+    assert {f["facilityId"] for f in response.json()} == {
+        "IDU-301",
+        "IDU-101",
+        "IDU-201",
+        "VENT-001",
+        "AIRCARE-001",
+    }
 
 
 @pytest.mark.parametrize(

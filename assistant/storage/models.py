@@ -306,3 +306,50 @@ class WidgetReadMarker(Base):
     sender_id = Column(String(255), primary_key=True)
     last_read_id = Column(Integer, nullable=False)
     updated_at = Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+
+class PlacementRequest(Base):
+    """A v2 "placement" request (one call for all of a user's devices) we are waiting on.
+
+    LG answers 202 with a ``requestId`` and then calls back once per device; the waiting
+    turn gathers those callbacks until every ``expected`` device answered or ``deadline``.
+    ``reported_missing`` is what the user was told did not answer, so that a late answer
+    can be followed up ("the Dryer has answered now").
+    """
+
+    __tablename__ = "placement_requests"
+    __table_args__ = (Index("ix_placement_requests_created", "created_at"),)
+
+    request_id = Column(String(128), primary_key=True)
+    thinq_user = Column(String(255), nullable=False)
+    # profile / status / control / event_subscribe / event_unsubscribe / push_...
+    kind = Column(String(32), nullable=False)
+    expected = Column(JSON, nullable=False)  # device ids
+    deadline = Column(UTCDateTime, nullable=False)
+    sender_id = Column(String(255), nullable=True)
+    channel = Column(String(64), nullable=True)
+    reported_missing = Column(JSON, nullable=True)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class PlacementResult(Base):
+    """One device's callback for a placement request (kept even when it comes late).
+
+    Unique per (request, device): LG's redeliveries and duplicates are stored once.
+    """
+
+    __tablename__ = "placement_results"
+    __table_args__ = (
+        UniqueConstraint("request_id", "device_id", name="uq_placement_result_device"),
+        Index("ix_placement_results_received", "received_at"),
+    )
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    request_id = Column(String(128), nullable=False)
+    device_id = Column(String(128), nullable=False)
+    device_type = Column(String(64), nullable=True)
+    push_type = Column(String(64), nullable=False)
+    ok = Column(Boolean, nullable=False)
+    error_code = Column(String(16), nullable=True)
+    result = Column(JSON, nullable=True)
+    received_at = Column(UTCDateTime, nullable=False, default=utcnow)
