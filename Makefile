@@ -16,6 +16,7 @@ test: setup model
 bench: setup model
 	@.venv/bin/python -m devstack.bench
 	@.venv/bin/python -m devstack.bench_callbacks --suite
+	@.venv/bin/python -m devstack.bench_home
 
 lint: setup
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .

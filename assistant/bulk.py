@@ -124,7 +124,7 @@ class BulkControl(WholeHomeTurn):
             )
         except ThinQError as exc:
             # Not accepted: nothing was sent to any of them.
-            reason = _reason(exc)
+            reason = refusal_reason(exc)
             return [], [f"the {p.appliance.alias} ({reason})" for p in plans], []
         gathered = await self._gatherer.gather(
             request_id,
@@ -144,7 +144,7 @@ class BulkControl(WholeHomeTurn):
                 done.append(plan.appliance.alias)
             else:
                 error = error_for(answer.error_code or "", "", None)
-                refused.append(f"the {plan.appliance.alias} ({_reason(error)})")
+                refused.append(f"the {plan.appliance.alias} ({refusal_reason(error)})")
         logger.info(
             "bulk %s on %d %s: %d confirmed, %d refused, %d silent",
             plans[0].flat_changes,
@@ -169,7 +169,7 @@ class BulkControl(WholeHomeTurn):
                 if reply.response == "utter_control_unconfirmed":
                     silent.append(plan.appliance.alias)  # unknown outcome: never resent
                 else:
-                    refused.append(f"the {plan.appliance.alias} ({_reason(exc)})")
+                    refused.append(f"the {plan.appliance.alias} ({refusal_reason(exc)})")
         return done, refused, silent
 
     def _summary(
@@ -224,7 +224,8 @@ _REFUSALS = {
 }
 
 
-def _reason(exc: ThinQError) -> str:
+def refusal_reason(exc: ThinQError) -> str:
+    """Why an appliance refused a command, in words."""
     if isinstance(exc, DeviceOffline):
         return "it is offline"
     code = getattr(exc, "code", None)

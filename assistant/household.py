@@ -3,19 +3,25 @@
 The cache lives in the database so every action-server process shares it:
 the device list is refreshed after ``device_list_ttl_seconds`` (and at once
 when LG reports a device added, removed or renamed), profiles after
-``profile_ttl_seconds``. Status is never cached here: a question about state
-gets LG's current answer.
+``profile_ttl_seconds``. Status is answered from ``device_states`` only while LG's
+status events are known to keep it complete and current (the user's event subscription
+is live, the device is covered by it and a whole state was read since, and we have not
+changed the device since without an event telling us the result; see
+``assistant/storage/device_states.py``); otherwise it is LG's current answer, which is
+then stored so later events merge into a whole state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from assistant.storage.device_cache import DeviceCacheRepository, DeviceRecord
+from assistant.storage.device_states import DeviceStateRepository, Lookup
 from lgcloud.profile import DeviceProfile, ProfileError, flatten_status, parse_profile
 from lgcloud.thinq import ThinQAuth, ThinQClient
 
@@ -43,9 +49,15 @@ class HouseholdService:
         *,
         list_ttl_seconds: int,
         profile_ttl_seconds: int,
+        states: DeviceStateRepository | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        """``states`` (optional) lets status reads use the event-fed device states;
+        ``clock`` is now for that (tests tie it to the simulated clock)."""
         self._client = client
         self._cache = cache
+        self._states = states
+        self._clock = clock or _now
         self._list_ttl = timedelta(seconds=list_ttl_seconds)
         self._profile_ttl = timedelta(seconds=profile_ttl_seconds)
         # One refresh at a time per user inside this process; other processes may
@@ -105,6 +117,11 @@ class HouseholdService:
         )
 
     @staticmethod
+    def appliance_of(record: DeviceRecord) -> Appliance:
+        """A cached device as an appliance (its profile parsed; None if unreadable)."""
+        return HouseholdService._appliance(record)
+
+    @staticmethod
     def _appliance(record: DeviceRecord) -> Appliance:
         profile = None
         if record.profile is not None:
@@ -122,13 +139,51 @@ class HouseholdService:
 
     async def status(self, auth: ThinQAuth, appliance: Appliance) -> dict[str, Any]:
         """The appliance's current state as ``{flat key: value}``."""
-        return flatten_status(await self._client.get_status(auth, appliance.device_id))
+        user = auth.user
+        if self._states is None or not user:
+            return flatten_status(await self._client.get_status(auth, appliance.device_id))
+        read_at = self._clock()
+        try:
+            found = await self._states.lookup(user, appliance.device_id, read_at)
+        except Exception as error:  # the stored state is an optimisation: ask LG instead
+            logger.warning("stored state of %s unreadable: %s", appliance.device_id, error)
+            return flatten_status(await self._client.get_status(auth, appliance.device_id))
+        if found.state is not None:
+            return dict(found.state)
+        state = flatten_status(await self._client.get_status(auth, appliance.device_id))
+        await self._store(user, appliance.device_id, state, read_at, found)
+        return state
+
+    async def _store(
+        self, user: str, device_id: str, state: dict[str, Any], read_at: datetime, found: Lookup
+    ) -> None:
+        assert self._states is not None
+        try:
+            # Not stored if an event or a control came while LG was answering.
+            await self._states.store_full(user, device_id, state, read_at, found.version)
+        except Exception as error:
+            logger.warning("storing the state of %s failed: %s", device_id, type(error).__name__)
 
     async def send(
         self, auth: ThinQAuth, appliance: Appliance, bodies: list[dict[str, Any]]
     ) -> None:
-        for body in bodies:
-            await self._client.control(auth, appliance.device_id, body)
+        attempted = False
+        try:
+            for body in bodies:
+                attempted = True
+                await self._client.control(auth, appliance.device_id, body)
+        finally:
+            # Even a failed or timed-out command may have changed the device: the stored
+            # state no longer answers until an event (or a read from LG) refreshes it.
+            if attempted and self._states is not None:
+                try:
+                    await self._states.mark_stale(appliance.device_id)
+                except Exception as error:
+                    logger.error(
+                        "could not mark the state of %s stale: %s",
+                        appliance.device_id,
+                        type(error).__name__,
+                    )
 
     async def forget_list(self, thinq_user: str) -> None:
         """Make the next read fetch the device list again (a device vanished or appeared)."""

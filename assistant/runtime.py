@@ -22,6 +22,7 @@ from assistant.notifications import NotificationCatalog
 from assistant.settings import Settings, load_settings
 from assistant.storage import Storage
 from assistant.storage.accounts import Account
+from assistant.storage.device_states import DeviceStateRepository
 from assistant.storage.placement import PlacementRepository
 from assistant.vocabulary import load_vocabulary
 from lgcloud.call_budget import CallBudget
@@ -63,6 +64,8 @@ class Runtime:
             storage.devices,
             list_ttl_seconds=settings.device_list_ttl_seconds,
             profile_ttl_seconds=settings.profile_ttl_seconds,
+            # Status from the event-fed device states while LG's events keep them current.
+            states=DeviceStateRepository(storage.engine),
         )
         vocab = load_vocabulary()
         alerts = AlertsAssistant(

@@ -152,6 +152,8 @@ class Settings:
     placement_timeout_seconds: float = 4.0
     widget: WidgetSettings | None = None
     becon: BeconSettings | None = None  # BECON Connect (commercial HVAC); None: not configured
+    # Event subscriptions and their renewer (connector/renewer.py); defined at the end.
+    events: EventSettings = field(default_factory=lambda: EventSettings())
 
 
 def thinq_base_url(region: str, phase: str) -> str:
@@ -274,6 +276,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         widget=load_widget_settings({**env, "THINQ_SERVICE_KEY": service_key}),
         placement_timeout_seconds=_positive_number(env, "PLACEMENT_TIMEOUT_SECONDS", 4.0),
         becon=load_becon_settings({**env, "THINQ_SERVICE_KEY": service_key}),
+        events=load_event_settings(env),
     )
 
 
@@ -561,4 +564,54 @@ def load_becon_settings(env: Mapping[str, str] | None = None) -> BeconSettings |
         service_key=str(values["BECON_SERVICE_KEY"]),
         symmetric_key=str(values["BECON_SYMMETRIC_KEY"]),
         timeout_seconds=_positive_number(env, "BECON_TIMEOUT_SECONDS", 5.0),
+    )
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """LG event subscriptions (status events keep ``device_states`` fresh) and their
+    renewer, which the connector's worker role runs (``connector/renewer.py``)."""
+
+    # EVENT_SUBSCRIPTIONS=0 turns the renewer off (LG must approve a partner's use of
+    # the Event API first); status events that arrive are still merged.
+    enabled: bool = True
+    # Seconds between the renewer's passes; its lease lasts three of them.
+    renew_interval_seconds: float = 60.0
+    # A subscription expiring within this many seconds is renewed.
+    renew_margin_seconds: float = 600.0
+    # How long each subscription lasts (LG: 1 to 24 hours).
+    subscription_hours: int = 24
+
+
+EVENT_MAX_HOURS = 24
+
+
+def load_event_settings(env: Mapping[str, str] | None = None) -> EventSettings:
+    """EVENT_RENEW_INTERVAL_SECONDS (60), EVENT_RENEW_MARGIN_SECONDS (600),
+    EVENT_SUBSCRIPTION_HOURS (24; a whole number from 1 to 24, LG's limit) and
+    EVENT_SUBSCRIPTIONS (on)."""
+    env = os.environ if env is None else env
+    raw = (env.get("EVENT_SUBSCRIPTION_HOURS") or "24").strip()
+    try:
+        hours = int(raw)
+    except ValueError:
+        raise SettingsError(
+            f"EVENT_SUBSCRIPTION_HOURS must be a whole number from 1 to 24; got {raw!r}"
+        ) from None
+    if not 1 <= hours <= EVENT_MAX_HOURS:
+        raise SettingsError(
+            f"EVENT_SUBSCRIPTION_HOURS must be a whole number from 1 to 24; got {raw!r}"
+        )
+    interval = _positive_number(env, "EVENT_RENEW_INTERVAL_SECONDS", 60.0)
+    margin = _positive_number(env, "EVENT_RENEW_MARGIN_SECONDS", 600.0)
+    if margin >= hours * 3600:
+        raise SettingsError(
+            "EVENT_RENEW_MARGIN_SECONDS must be shorter than EVENT_SUBSCRIPTION_HOURS, "
+            "or every pass would renew every subscription again"
+        )
+    return EventSettings(
+        enabled=_flag(env.get("EVENT_SUBSCRIPTIONS"), default=True),
+        renew_interval_seconds=interval,
+        renew_margin_seconds=margin,
+        subscription_hours=hours,
     )

@@ -4,6 +4,13 @@
     One LG callback (DEVICE_PUSH, DEVICE_REGISTERED, DEVICE_UNREGISTERED,
     DEVICE_ALIAS_CHANGED under ``push``; PCC_EVENT under ``event``).
 
+    DEVICE_STATUS events (``event``) are not stored for delivery: their report is merged
+    into the device's stored state at once (``connector/event_intake.py``), answered 200
+    ``{"status": "merged"|"duplicate", "messageId"}``; malformed: 400; a device we cannot
+    file under a user: 404 ``unknown_device``. v2 placement answers go to
+    ``connector/placement_intake.py`` (and event-subscription ones also to the event
+    intake).
+
     * LG registers a URL and cannot add headers, so the shared secret is the registered
       URL's ``secret`` query parameter, compared in constant time. Missing or wrong:
       401 ``{"error": "unauthorized", "reason": ...}``.
@@ -46,6 +53,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from assistant.storage.models import utcnow
+from connector.event_intake import EventIntake
 from connector.placement_intake import PlacementIntake
 from connector.queue import INBOUND, DeliveryQueue
 from connector.store import DeliveryStore, NewCallback
@@ -55,7 +63,13 @@ from lgcloud.call_budget import (
     MetricsText,
     add_budget_metrics,
 )
-from lgcloud.callbacks import CallbackRejected, LgCallback, parse_callback
+from lgcloud.callbacks import (
+    CallbackRejected,
+    LgCallback,
+    StatusEvent,
+    parse_callback,
+    parse_status_event,
+)
 from lgcloud.placement_callbacks import PlacementResult, parse_placement_callback
 
 log = logging.getLogger(__name__)
@@ -188,9 +202,11 @@ class CallbackReceiver:
         placement: PlacementIntake | None = None,
         *,
         budget: CallBudget | None = None,
+        events: EventIntake | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the callback secret must not be empty")
+        self._events = events
         self._secret = secret.encode()
         self._intake = intake
         self._checker = checker
@@ -235,6 +251,14 @@ class CallbackReceiver:
         if placement is not None:
             return await self._accept_placement(placement)
         try:
+            # Status events next: merged into the device's state, never queued.
+            status_event = parse_status_event(body)
+        except CallbackRejected as rejected:
+            log.info("refused a status event: %s", rejected.reason)
+            return _problem(400, "bad_request", rejected.reason)
+        if status_event is not None:
+            return await self._accept_status_event(status_event)
+        try:
             callback = parse_callback(body)
         except CallbackRejected as rejected:
             log.info("refused a callback: %s", rejected.reason)
@@ -269,6 +293,9 @@ class CallbackReceiver:
             return _problem(503, "unavailable", "placement answers are not accepted here")
         try:
             recorded = await self._placement.accept(placement)
+            if self._events is not None:
+                # Idempotent: a redelivered answer confirms the same device again.
+                await self._events.placement_answer(placement)
         except Exception as error:
             log.error(
                 "storing placement answer %s/%s failed: %s",
@@ -284,6 +311,19 @@ class CallbackReceiver:
                 "requestId": placement.request_id,
             }
         )
+
+    async def _accept_status_event(self, event: StatusEvent) -> web.Response:
+        if self._events is None:
+            return _problem(503, "unavailable", "status events are not accepted here")
+        try:
+            merged = await self._events.accept(event)
+        except Exception as error:
+            log.error("merging status event %s failed: %s", event.message_id, type(error).__name__)
+            return _problem(503, "unavailable", "the event could not be stored; try again")
+        if merged.outcome == "unknown_device":
+            log.info("refused status event %s: unknown device", event.message_id)
+            return _problem(404, "unknown_device", "no user is known for this device")
+        return web.json_response({"status": merged.outcome, "messageId": event.message_id})
 
     async def _outbox_counts(self) -> dict[str, int] | None:
         """Outbox rows per state (cached for a second); None while the database is down."""

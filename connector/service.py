@@ -1,5 +1,9 @@
 """The connector process: LG callback receiver and delivery worker, wired from settings.
 
+The worker role also runs the event-subscription renewer (``connector/renewer.py``; one
+across all workers, by a database lease); the receiver role merges status events into
+``device_states`` (``connector/event_intake.py``).
+
 One process can run both (the default; required without Redis, whose absence means an
 in-process queue), or only one role (``--no-receiver`` / ``--no-worker``) to scale them
 separately; any number of either may run at once against one Redis and one PostgreSQL.
@@ -11,17 +15,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import aiohttp
 from aiohttp import web
 
 from assistant.correlation import InProcessWaker, RedisWaker, Waker
+from assistant.late_answers import LateAnswers
 from assistant.linking import LinkingService
+from assistant.notifications import Wording
 from assistant.settings import ConnectorSettings, Settings
 from assistant.storage import Storage
+from assistant.storage.device_states import (
+    DeviceStateRepository,
+    EventSubscriptionRepository,
+    LeaseRepository,
+)
 from assistant.storage.placement import PlacementRepository
+from assistant.vocabulary import load_vocabulary
 from connector import linking as link_callback
+from connector.event_intake import EventIntake
 from connector.history import HistoryRecorder
 from connector.outputs import build_outputs, redacted
 from connector.placement_intake import PlacementIntake
@@ -33,9 +48,11 @@ from connector.receiver import (
     PathOnlyAccessLogger,
     create_app,
 )
+from connector.renewer import EventRenewer
 from connector.store import DeliveryStore
 from connector.worker import DeliveryWorker
 from lgcloud.call_budget import CallBudget
+from lgcloud.placement import PlacementClient
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +111,11 @@ class ConnectorService:
         *,
         port: int | None = None,
         storage: Storage | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         """``port`` overrides the configured one (0: any free port, for tests);
-        ``storage`` is used instead of opening one (and is then left open by stop)."""
+        ``storage`` is used instead of opening one (and is then left open by stop);
+        ``clock`` is the event renewer's now (tests tie it to the simulated clock)."""
         check_configuration(settings.connector, roles)
         self.settings = settings
         self.roles = roles
@@ -118,6 +137,12 @@ class ConnectorService:
         self.waker: Waker | None = None
         # Reads the LG call counts for /metrics (every process's through Redis).
         self.budget: CallBudget | None = None
+        # Worker role: keeps the linked users' event subscriptions alive.
+        self.renewer: EventRenewer | None = None
+        self._renewer_clock = clock
+        self._renewer_stop = asyncio.Event()
+        self._renewer_task: asyncio.Task[None] | None = None
+        self._renewer_closers: list[Callable[[], Awaitable[object]]] = []
 
     async def start(self) -> None:
         # Imported here: the planner loads the domain's wording, which only a running
@@ -156,6 +181,8 @@ class ConnectorService:
                 self.worker.run(self._worker_stop, ready=ready), name="delivery-worker"
             )
             await _first_of(ready, self._worker_task)
+            if self.settings.events.enabled:
+                self._start_renewer()
 
         if self.roles.receiver:
             assert connector.callback_secret is not None
@@ -172,8 +199,14 @@ class ConnectorService:
                 self.intake,
                 AcceptanceCache(planner),
                 self.store,
-                PlacementIntake(PlacementRepository(self.storage.engine), self.waker),
+                PlacementIntake(
+                    PlacementRepository(self.storage.engine),
+                    self.waker,
+                    self.store,
+                    LateAnswers(self.storage.devices, load_vocabulary(), Wording.from_domain()),
+                ),
                 budget=self.budget,
+                events=EventIntake(DeviceStateRepository(self.storage.engine)),
             )
             app = create_app(receiver)
             # Account linking: LG's membership login redirects the browser here.
@@ -203,10 +236,58 @@ class ConnectorService:
             redacted(connector.callback_url) if connector.callback_url else "(no CALLBACK_URL)",
         )
 
+    def _start_renewer(self) -> None:
+        assert self.storage is not None
+        connector, thinq = self.settings.connector, self.settings.thinq
+        budget = CallBudget(connector.redis_url, connector.redis_prefix)
+        placement = PlacementClient(
+            thinq.base_url,
+            thinq.service_id,
+            thinq.service_key,
+            timeout_seconds=thinq.timeout_seconds,
+            budget=budget,
+        )
+        linking = LinkingService.create(self.settings, self.storage)
+        self._renewer_closers = [placement.aclose, budget.aclose, linking.aclose]
+        engine = self.storage.engine
+        extra = {"clock": self._renewer_clock} if self._renewer_clock is not None else {}
+        self.renewer = EventRenewer(
+            EventSubscriptionRepository(engine),
+            DeviceStateRepository(engine),
+            LeaseRepository(engine),
+            self.storage.accounts,
+            placement,
+            self.settings.events,
+            fresh=linking.fresh,
+            **extra,
+        )
+        self._renewer_task = asyncio.create_task(
+            self.renewer.run(self._renewer_stop), name="event-renewer"
+        )
+
+    async def _stop_renewer(self) -> None:
+        if self._renewer_task is not None:
+            self._renewer_stop.set()
+            try:
+                # A pass in hand finishes (its LG call is bounded by THINQ_TIMEOUT_SECONDS).
+                await asyncio.wait_for(asyncio.shield(self._renewer_task), RECEIVER_GRACE_SECONDS)
+            except asyncio.TimeoutError:
+                self._renewer_task.cancel()
+                await asyncio.gather(self._renewer_task, return_exceptions=True)
+            except Exception:
+                log.exception("the event renewer failed")
+        for close in self._renewer_closers:
+            try:
+                await close()
+            except Exception as error:
+                log.warning("closing the renewer's clients failed: %s", type(error).__name__)
+        self._renewer_closers = []
+
     async def stop(self) -> None:
         """Graceful: stop taking callbacks, finish storing and queueing those in hand,
         then let the worker finish its sends and acknowledge them."""
         try:
+            await self._stop_renewer()
             if self._runner is not None:
                 await self._runner.cleanup()
             if self.intake is not None:

@@ -27,7 +27,7 @@ def _turn(client: httpx.Client, url: str, sender: str, text: str) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _percentile(values: list[float], pct: float) -> float:
+def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))
     return ordered[index]
@@ -51,12 +51,17 @@ def main() -> None:
         ("model training time (s)", f"{trained:.1f}" if trained else "cached (no timing recorded)"),
         ("first turn of a new conversation (ms)", f"{first:.0f}"),
         (f"control turn p50 over {CONTROL_TURNS} (ms)", f"{statistics.median(control):.0f}"),
-        (f"control turn p95 over {CONTROL_TURNS} (ms)", f"{_percentile(control, 95):.0f}"),
+        (f"control turn p95 over {CONTROL_TURNS} (ms)", f"{percentile(control, 95):.0f}"),
         ("LG calls in the whole run", str(len(calls))),
     ]
-    width = max(len(name) for name, _ in rows)
-    print(f"{'measure'.ljust(width)} | value")
-    print(f"{'-' * width}-|------")
+    print_table("measure", "value", rows)
+
+
+def print_table(first: str, rest: str, rows: list[tuple[str, str]]) -> None:
+    """Rows of (name, already formatted columns) under a two-part header."""
+    width = max(len(name) for name, _ in [(first, ""), *rows])
+    print(f"{first.ljust(width)} | {rest}")
+    print(f"{'-' * width}-|{'-' * (len(rest) + 1)}")
     for name, value in rows:
         print(f"{name.ljust(width)} | {value}")
 

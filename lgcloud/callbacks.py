@@ -4,6 +4,8 @@ Shapes follow lg-api/notification-api.txt (``push`` object: DEVICE_PUSH,
 DEVICE_REGISTERED, DEVICE_UNREGISTERED, DEVICE_ALIAS_CHANGED) and
 lg-api/pcc-api.txt (``event`` object: PCC_EVENT). Parsing is strict about what
 we need to act on (ids, types, codes) and tolerant of fields LG may add.
+DEVICE_STATUS events (Event API; shape assumed, see below) have their own parser,
+:func:`parse_status_event`, so :func:`parse_callback` and its callers stay as they were.
 """
 
 from __future__ import annotations
@@ -150,4 +152,112 @@ def _parse_pcc(message_id: str, timestamp: str, event: Any, body: dict[str, Any]
         content_url=_content_url(event),
         diagnosis_timestamp=_text(event, "diagnosisTimestamp", required=False, limit=64),
         raw=body,
+    )
+
+
+# --- DEVICE_STATUS events (Event API) ---------------------------------------------------------
+#
+# LG's "Event Messages" page is not public. We read the status event of the facts sheet
+# (§2.4: ``{"pushType": "DEVICE_STATUS", "deviceId", "deviceType", "report": {partial
+# status}}``) wrapped like PCC events: ``{"messageId", "timestamp", "event": {...}}``
+# (``push`` is accepted as the wrapper too), with an optional ``userNumber``. ``report``
+# holds the changed part of the status, resource -> property -> value; a location
+# resource is a list of ``{"locationName", property: value}``. Clients deep-merge it into
+# the status they keep (``connector/event_intake.py``).
+
+DEVICE_STATUS = "DEVICE_STATUS"
+MAX_REPORT_VALUES = 500
+MAX_NAME_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """One DEVICE_STATUS event: the device's changed state as flat keys."""
+
+    message_id: str
+    timestamp: str
+    device_id: str
+    device_type: str | None
+    user_number: str | None
+    # The report flattened like lgcloud.profile.flatten_status: "resource.property" or
+    # "resource.location.property" -> value.
+    changes: dict[str, Any]
+    report: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def _status_wrapper(body: dict[str, Any]) -> dict[str, Any] | None:
+    for name in ("event", "push"):
+        inner = body.get(name)
+        if isinstance(inner, dict) and inner.get("pushType") == DEVICE_STATUS:
+            return inner
+    return None
+
+
+def _name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME_LENGTH:
+        raise CallbackRejected(f"{what} must be a non-empty string of at most 64 characters")
+    if "." in value:
+        raise CallbackRejected(f"{what} must not contain '.'")
+    return value
+
+
+def _scalar(value: Any, key: str) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        if isinstance(value, str) and len(value) > MAX_TEXT_LENGTH:
+            raise CallbackRejected(f"report value of {key} is longer than {MAX_TEXT_LENGTH}")
+        return value
+    raise CallbackRejected(f"report value of {key} must be a string, number, boolean or null")
+
+
+def _flatten_report(report: Any) -> dict[str, Any]:
+    """The report as flat keys; every shape problem is refused (nothing half-read)."""
+    if not isinstance(report, dict) or not report:
+        raise CallbackRejected("report must be a non-empty object")
+    flat: dict[str, Any] = {}
+    for resource, content in report.items():
+        resource = _name(resource, "a report resource")
+        if isinstance(content, dict):
+            for prop, value in content.items():
+                key = f"{resource}.{_name(prop, 'a report property')}"
+                flat[key] = _scalar(value, key)
+        elif isinstance(content, list):
+            for item in content:
+                if not isinstance(item, dict):
+                    raise CallbackRejected(f"report.{resource} entries must be objects")
+                location = _name(item.get("locationName"), f"report.{resource} locationName")
+                for prop, value in item.items():
+                    if prop == "locationName":
+                        continue
+                    key = f"{resource}.{location}.{_name(prop, 'a report property')}"
+                    flat[key] = _scalar(value, key)
+        else:
+            raise CallbackRejected(f"report.{resource} must be an object or a list")
+        if len(flat) > MAX_REPORT_VALUES:
+            raise CallbackRejected(f"report holds more than {MAX_REPORT_VALUES} values")
+    if not flat:
+        raise CallbackRejected("report holds no property values")
+    return flat
+
+
+def parse_status_event(body: Any) -> StatusEvent | None:
+    """A DEVICE_STATUS event, or None when ``body`` is not one (hand it to
+    :func:`parse_callback`); :class:`CallbackRejected` when it claims to be one
+    (``pushType`` DEVICE_STATUS under ``event`` or ``push``) but is not valid."""
+    if not isinstance(body, dict):
+        return None
+    event = _status_wrapper(body)
+    if event is None:
+        return None
+    message_id = _text(body, "messageId", required=True, limit=MAX_ID_LENGTH)
+    timestamp = _text(body, "timestamp", required=False, limit=64) or ""
+    if "event" in body and "push" in body:
+        raise CallbackRejected("the body must hold exactly one of 'push' or 'event'")
+    return StatusEvent(
+        message_id=message_id,
+        timestamp=timestamp,
+        device_id=_text(event, "deviceId", required=True, limit=MAX_ID_LENGTH),
+        device_type=_text(event, "deviceType", required=False, limit=64),
+        user_number=_text(event, "userNumber", required=False, limit=MAX_ID_LENGTH),
+        changes=_flatten_report(event.get("report")),
+        report=event.get("report") or {},
     )

@@ -8,7 +8,7 @@ import logging
 
 from aiohttp import web
 
-from simulator import becon_api, inspection, oauth, placement_api, rate_limit, thinq_api
+from simulator import becon_api, events, inspection, oauth, placement_api, rate_limit, thinq_api
 from simulator.clock import SimClock
 from simulator.cloud import CLOUD, SimulatedCloud
 from simulator.config import SimulatorConfig
@@ -111,6 +111,9 @@ def create_app(config: SimulatorConfig, clock: SimClock | None = None) -> web.Ap
     becon_api.add_routes(app.router)
     oauth.add_routes(app.router)
     inspection.add_routes(app.router)
+    # /sim/events: the DEVICE_STATUS events sent to subscribed partners (ours, for tests).
+    app[events.EVENTS] = app[CLOUD].events
+    events.add_sim_routes(app.router)
     # v2 Placement API and its /sim/placement knobs; before _on_cleanup, so callbacks
     # still in flight stop before the callback sender closes.
     placement_api.setup(app)

@@ -19,6 +19,7 @@ from simulator.becon import BeconSite
 from simulator.callbacks import CallbackSender, Delivery, redacted
 from simulator.clock import SimClock
 from simulator.config import SimulatorConfig
+from simulator.events import StatusEvents
 from simulator.household import Device, Household, new_device_id
 from simulator.messages import (
     DEVICE_ALIAS_CHANGED,
@@ -78,6 +79,8 @@ class SimulatedCloud:
         self.sender = CallbackSender(config.callback_url)
         self.becon = BeconSite()
         self.calls: deque[dict[str, Any]] = deque(maxlen=MAX_CALLS_LOGGED)
+        # DEVICE_STATUS events of devices subscribed to events (simulator/events.py).
+        self.events = StatusEvents(self.subscriptions, self.sender, self.clock.now)
         self._last_tick = self.clock.now()
         self._deliveries: set[asyncio.Task[Any]] = set()
         for device in self.household.all():
@@ -91,6 +94,7 @@ class SimulatedCloud:
         scratch = device.state.copy()
         self.behaviours[device.device_id].apply(scratch, writes)
         device.state = scratch
+        self.report_changes()
 
     def set_state(self, device: Device, values: Any) -> str | None:
         """/sim: force readable state by flat key. Returns why not, or None when done."""
@@ -107,6 +111,7 @@ class SimulatedCloud:
             # Only then: a resync rounds the countdown to whole minutes.
             self.behaviours[device.device_id].sync(scratch)
         device.state = scratch
+        self.report_changes()
         return None
 
     def reset(self) -> list[RegistryChange]:
@@ -122,6 +127,7 @@ class SimulatedCloud:
         for device in self.household.all():
             self._track(device)
         self.becon.reset()
+        self.report_changes()
         return [
             *(RegistryChange(DEVICE_UNREGISTERED, d) for d in restored.removed),
             *(RegistryChange(DEVICE_REGISTERED, d) for d in restored.returned),
@@ -178,6 +184,22 @@ class SimulatedCloud:
         # A device that left LG has no subscriptions; should it return, it starts clean.
         self.behaviours.pop(device.device_id, None)
         self.subscriptions.drop(device.device_id)
+        self.events.forget(device.device_id)
+
+    # --- status events -----------------------------------------------------------------
+
+    def subscribe_events(self, device: Device, expiry: float) -> None:
+        """Event subscription (v1 and v2 share it) until ``expiry``, in simulated seconds;
+        subscribing again renews. Changes from now on are sent as DEVICE_STATUS events."""
+        self.events.subscribe(device, expiry)
+
+    def report_changes(self) -> int:
+        """Queue a DEVICE_STATUS event for each subscribed device whose state changed."""
+        return self.events.report_changes(self.household.all())
+
+    async def flush_events(self) -> None:
+        """Wait until the status events queued so far have been sent."""
+        await self.events.drain()
 
     # --- time --------------------------------------------------------------------------
 
@@ -186,6 +208,7 @@ class SimulatedCloud:
         now = self.clock.now()
         elapsed, self._last_tick = now - self._last_tick, now
         if elapsed <= 0:
+            self.report_changes()  # e.g. a device back online sends what it missed
             return []
         pushes: list[PendingPush] = []
         for device in self.household.all():
@@ -195,6 +218,8 @@ class SimulatedCloud:
                 log.info("%s finished offline; no push sent", device.alias)
                 continue
             pushes.extend(PendingPush(device, code) for code in codes)
+        # Evaluated now: a subscription that lapsed during the jump sends nothing.
+        self.report_changes()
         return pushes
 
     def tick_in_background(self) -> None:
@@ -279,10 +304,12 @@ class SimulatedCloud:
 
     async def start(self) -> None:
         await self.sender.start()
+        await self.events.start()
 
     async def close(self) -> None:
         if self._deliveries:
             await asyncio.gather(*self._deliveries, return_exceptions=True)
+        await self.events.close()
         await self.sender.close()
 
 

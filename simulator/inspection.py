@@ -92,6 +92,7 @@ async def reset(request: web.Request) -> web.Response:
     """Contract reset, plus the registry pushes that keep a connected partner in step."""
     cloud = _cloud(request)
     callbacks = [await _announce(cloud, change) for change in cloud.reset()]
+    await cloud.flush_events()  # the status events of subscribed devices that changed
     return web.json_response({"reset": True, "callbacks": callbacks})
 
 
@@ -187,7 +188,8 @@ async def get_clock(request: web.Request) -> web.Response:
 async def advance_clock(request: web.Request) -> web.Response:
     """Jump simulated time and run the same tick as the background ticker.
 
-    Answers after the pushes this produced were delivered, so tests need not poll.
+    Answers after the pushes and status events this produced were delivered, so tests
+    need not poll.
     """
     cloud = _cloud(request)
     body = await _object_body(request)
@@ -198,6 +200,7 @@ async def advance_clock(request: web.Request) -> web.Response:
         )
     cloud.clock.advance(float(seconds))
     pushes = await cloud.deliver(cloud.tick())
+    await cloud.flush_events()
     return web.json_response({"now": cloud.clock.now(), "pushes": pushes})
 
 
@@ -208,6 +211,7 @@ async def set_state(request: web.Request) -> web.Response:
     problem = cloud.set_state(device, await _object_body(request))
     if problem:
         raise SimInputError(400, "bad_request", problem)
+    await cloud.flush_events()
     return web.json_response(describe(device))
 
 
@@ -218,6 +222,9 @@ async def set_online(request: web.Request) -> web.Response:
     if set(body) != {"online"} or not isinstance(body["online"], bool):
         raise SimInputError(400, "bad_request", 'the body must be {"online": true|false}')
     device.online = body["online"]
+    cloud = _cloud(request)
+    cloud.report_changes()  # back online: what changed meanwhile goes out now
+    await cloud.flush_events()
     return web.json_response(describe(device))
 
 

@@ -2,7 +2,8 @@
 
 Callback shapes follow lg-api/notification-api.txt (DEVICE_PUSH and the registry
 pushes DEVICE_REGISTERED / DEVICE_UNREGISTERED / DEVICE_ALIAS_CHANGED under ``push``)
-and lg-api/pcc-api.txt (PCC_EVENT under ``event``).
+and lg-api/pcc-api.txt (PCC_EVENT under ``event``). DEVICE_STATUS events under
+``event`` are our assumption (simulator/events.py).
 """
 
 from __future__ import annotations
@@ -108,5 +109,26 @@ def pcc_event_message(
             "diagnosisType": diagnosis_type,
             "contentUrl": content_url,
             "diagnosisTimestamp": now,
+        },
+    }
+
+
+DEVICE_STATUS = "DEVICE_STATUS"
+
+
+def device_status_event_message(
+    *, device_id: str, device_type: str, user_id: str, report: dict[str, Any]
+) -> dict[str, Any]:
+    """A status event (our shape: LG's "Event Messages" page is not public; see
+    simulator/events.py): the changed part of the status under ``event.report``."""
+    return {
+        "messageId": new_message_id(),
+        "timestamp": utc_timestamp(),
+        "event": {
+            "pushType": DEVICE_STATUS,
+            "deviceId": device_id,
+            "deviceType": device_type,
+            "userNumber": user_id,
+            "report": report,
         },
     }

@@ -422,7 +422,7 @@ async def subscribe_events(request: web.Request, cloud: SimulatedCloud, user: st
 
     def subscribe(device: Device) -> Any:
         # The same store as v1's /event: subscribing again renews from now.
-        cloud.subscriptions.event[device.device_id] = expiry
+        cloud.subscribe_events(device, expiry)
         return {}
 
     return _each(cloud.household.owned_by(user), subscribe)

@@ -273,7 +273,7 @@ async def subscribe_event(request: web.Request, cloud: SimulatedCloud, user: str
     device = _device(request, cloud, user)
     hours = event_hours(await _body(request))
     # Subscribing again renews: LG says to renew when the expiry passes.
-    cloud.subscriptions.event[device.device_id] = cloud.clock.now() + hours * 3600
+    cloud.subscribe_events(device, cloud.clock.now() + hours * 3600)
     return {}
 
 

@@ -12,6 +12,9 @@
 * ``link_requests``: account-linking flows in progress (the OAuth ``state``, single use).
 * ``widget_messages``: the chat widget's message log, per conversation (shown on reopen).
 * ``widget_read_markers``: the last widget message each conversation has seen.
+* ``device_states``: each device's last known state, kept fresh by LG's status events.
+* ``event_subscriptions``: each ThinQ user's event subscription and its renewal.
+* ``leases``: named leases (one event renewer across every worker process).
 
 Every timestamp is a timezone-aware UTC :class:`~datetime.datetime`, on SQLite as
 well as PostgreSQL (see :class:`UTCDateTime`).
@@ -353,3 +356,67 @@ class PlacementResult(Base):
     error_code = Column(String(16), nullable=True)
     result = Column(JSON, nullable=True)
     received_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class DeviceState(Base):
+    """A device's last known state (flat keys), kept fresh by LG's status events.
+
+    Written by a status read from LG (the whole state: ``full_at`` is when that read
+    started) and by DEVICE_STATUS events (the report deep-merged in; ``updated_at``).
+    ``covered_at`` is when the event subscription that first covered this device in the
+    user's current subscription stretch was made (LG's DEVICE_EVENT_SUBSCRIBED answer for
+    it). ``stale`` is set after we controlled the device, cleared by its next event or a
+    read. ``version`` grows with every write (compare-and-set for reads racing events);
+    ``recent_events`` holds the last event message ids (LG's redeliveries merge once).
+    See assistant/storage/device_states.py for when the state may answer a question.
+    """
+
+    __tablename__ = "device_states"
+    __table_args__ = (Index("ix_device_states_user", "thinq_user"),)
+
+    device_id = Column(String(128), primary_key=True)
+    thinq_user = Column(String(255), nullable=False)
+    state = Column(JSON, nullable=False)
+    updated_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    full_at = Column(UTCDateTime, nullable=True)
+    covered_at = Column(UTCDateTime, nullable=True)
+    stale = Column(Boolean, nullable=False, default=False)
+    version = Column(Integer, nullable=False, default=0)
+    recent_events = Column(JSON, nullable=False, default=list)
+
+
+class EventSubscription(Base):
+    """A ThinQ user's event subscription (v2 ``event-async``: all their devices at once).
+
+    ``expires_at`` is when LG stops sending events unless renewed (None: never
+    subscribed); ``subscribed_at`` starts the current unbroken stretch (a renewal before
+    expiry keeps it, one after a lapse starts a new stretch). ``attempts``/``last_error``/
+    ``next_attempt_at`` track failures and their backoff; ``last_request_id`` and
+    ``last_request_at`` name our latest accepted request, so LG's per-device answers to it
+    can mark devices as covered. Rows are made for every user with a linked account by
+    the renewer (connector/renewer.py).
+    """
+
+    __tablename__ = "event_subscriptions"
+    __table_args__ = (Index("ix_event_subscriptions_expires", "expires_at"),)
+
+    thinq_user = Column(String(255), primary_key=True)
+    expires_at = Column(UTCDateTime, nullable=True)
+    subscribed_at = Column(UTCDateTime, nullable=True)
+    last_error = Column(Text, nullable=True)
+    attempts = Column(Integer, nullable=False, default=0)
+    next_attempt_at = Column(UTCDateTime, nullable=True)
+    last_request_id = Column(String(128), nullable=True, index=True)
+    last_request_at = Column(UTCDateTime, nullable=True)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class Lease(Base):
+    """A named lease: at most one owner holds ``name`` until ``until`` (compare-and-set in
+    assistant/storage/device_states.py ``LeaseRepository.acquire``)."""
+
+    __tablename__ = "leases"
+
+    name = Column(String(64), primary_key=True)
+    owner = Column(String(128), nullable=False)
+    until = Column(UTCDateTime, nullable=False)
