@@ -242,22 +242,20 @@ class CallbackReceiver:
             body: Any = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _problem(400, "bad_request", "the body is not valid JSON")
-        try:
-            # v2 placement answers first: they carry a requestId a turn is waiting for.
-            placement = parse_placement_callback(body)
-        except CallbackRejected as rejected:
-            log.info("refused a placement callback: %s", rejected.reason)
-            return _problem(400, "bad_request", rejected.reason)
-        if placement is not None:
-            return await self._accept_placement(placement)
-        try:
-            # Status events next: merged into the device's state, never queued.
-            status_event = parse_status_event(body)
-        except CallbackRejected as rejected:
-            log.info("refused a status event: %s", rejected.reason)
-            return _problem(400, "bad_request", rejected.reason)
-        if status_event is not None:
-            return await self._accept_status_event(status_event)
+        # Answers a turn is waiting for (v2 placement, by requestId), then status events
+        # (merged into the device's state): both stored at once, never queued for delivery.
+        special: tuple[tuple[str, Any, Any], ...] = (
+            ("placement callback", parse_placement_callback, self._accept_placement),
+            ("status event", parse_status_event, self._accept_status_event),
+        )
+        for kind, parse, accept in special:
+            try:
+                parsed = parse(body)
+            except CallbackRejected as rejected:
+                log.info("refused a %s: %s", kind, rejected.reason)
+                return _problem(400, "bad_request", rejected.reason)
+            if parsed is not None:
+                return await accept(parsed)
         try:
             callback = parse_callback(body)
         except CallbackRejected as rejected:
