@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 SQLITE_DRIVER = "sqlite+aiosqlite"
 POSTGRES_DRIVER = "postgresql+asyncpg"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How long starting processes keep trying to create the schema on a busy SQLite file.
+SCHEMA_DEADLINE_SECONDS = 60.0
 
 _SQLITE_SPELLINGS = {"sqlite", SQLITE_DRIVER}
 _POSTGRES_SPELLINGS = {"postgresql", "postgres", POSTGRES_DRIVER}
@@ -188,7 +190,9 @@ async def create_schema(engine: AsyncEngine) -> None:
             await conn.run_sync(Base.metadata.create_all)
         return
 
-    for attempt in range(5):
+    deadline = time.monotonic() + SCHEMA_DEADLINE_SECONDS
+    attempt = 0
+    while True:
         try:
             # create_all reads the catalogue, then writes: begun as a plain (deferred)
             # transaction, a reader that must upgrade to writer while another process
@@ -198,10 +202,16 @@ async def create_schema(engine: AsyncEngine) -> None:
                 await conn.run_sync(Base.metadata.create_all)
             return
         except exc.OperationalError as error:
-            # Another process created the table between our check and CREATE.
-            if attempt == 4 or "already exists" not in str(error):
+            # Another process created a table between our check and CREATE, or held the
+            # database longer than the busy timeout while several processes started at
+            # once (seen on a loaded CI machine). The whole step is idempotent and in
+            # one transaction, so it is simply tried again until the deadline.
+            text_ = str(error)
+            retryable = "already exists" in text_ or "locked" in text_
+            if not retryable or time.monotonic() > deadline:
                 raise
-            await asyncio.sleep(0.05)
+            attempt += 1
+            await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
 
 
 async def drop_schema(engine: AsyncEngine) -> None:
