@@ -13,6 +13,7 @@ Import the fixtures by name in a test module::
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,8 @@ from devstack.processes import Ports, Stack
 from devstack.training import ensure_model
 from tests.fake_telegram import TOKEN, FakeTelegram
 
-TELEGRAM_SECRET = "stack-telegram-webhook-secret"
+# Random per test run: the stack and the tests share it through the environment.
+TELEGRAM_SECRET = secrets.token_urlsafe(24)
 
 
 class ThreadedFakeTelegram:

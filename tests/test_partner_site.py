@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,7 +14,7 @@ from assistant.settings import WidgetSettings
 from connector.widget_token import verify_token
 from devstack.partner_site import SESSION_COOKIE, build_app, render_page
 
-SECRET = "test-widget-secret-0123456789abcdef-xyz"
+SECRET = secrets.token_urlsafe(32)  # random per run
 ISSUER = "example-home"
 ASSISTANT = "https://assistant.example.test:8443"
 
@@ -24,7 +25,7 @@ def widget_settings(**overrides: object) -> WidgetSettings:
         "issuer": ISSUER,
         "max_token_seconds": 900.0,
         "allowed_origins": ("http://127.0.0.1:8080",),
-        "notify_secret": "test-notify-secret-0123456789abcdef-xyz",
+        "notify_secret": secrets.token_urlsafe(32),
         "redis_url": None,
         "redis_prefix": "test",
         "assistant_public_url": ASSISTANT,

@@ -28,6 +28,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,12 +206,13 @@ def assert_refused(reply: Reply) -> None:
 # --- the channels -----------------------------------------------------------------------------
 
 
-class Channel:
+class Channel(ABC):
     name: str
     sender: str  # Rasa's sender id for this user
 
+    @abstractmethod
     def say(self, text: str) -> Reply:
-        raise NotImplementedError
+        """One turn on this channel as this user; the bot's replies."""
 
 
 @dataclass

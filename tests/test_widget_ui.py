@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable
@@ -851,7 +852,7 @@ async def test_the_sample_partner_page_mounts_the_widget_under_its_csp(
     from connector.widget_token import verify_token
     from devstack.partner_site import build_app
 
-    secret = "test-widget-secret-0123456789abcdef-xyz"
+    secret = secrets.token_urlsafe(32)
     settings = WidgetSettings(
         token_secret=secret,
         issuer="example-home",
