@@ -14,7 +14,11 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from assistant.building import PENDING_CONFIRM, PENDING_WHICH, BuildingAssistant
+from assistant.bulk import PENDING_BULK
 from assistant.conversation import YES_NO, ApplianceAssistant, Memory, Outcome, UserSession
+from assistant.home import asks_refresh
+from assistant.language import HANGUL, foreign_script
 from assistant.linking import (
     LinkConfirmed,
     LinkingUnavailable,
@@ -23,6 +27,7 @@ from assistant.linking import (
 )
 from assistant.planning import CommandRequest
 from assistant.runtime import get_runtime
+from assistant.storage.building_links import SiteAccess
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ INTENT_ACTIONS = {
     "schedule_start": "schedule_start",
 }
 MAX_MENTION_LENGTH = 80
+MAX_TEXT_LENGTH = 500
 
 
 def latest_entity(tracker: Tracker, name: str) -> str | None:
@@ -82,6 +88,20 @@ def emit(dispatcher: CollectingDispatcher, outcome: Outcome, before: Memory) -> 
     return events
 
 
+async def building_turn(tracker: Tracker) -> tuple[BuildingAssistant, SiteAccess] | None:
+    """The building side and the sender's site access when this message is about the
+    sender's building (a facility or site named), else None: the home answers."""
+    building = (await get_runtime()).building
+    if building is None:
+        return None
+    access = await building.claims(tracker.sender_id, message_text(tracker))
+    return (building, access) if access is not None else None
+
+
+def message_text(tracker: Tracker) -> str:
+    return str(tracker.latest_message.get("text") or "")[:MAX_TEXT_LENGTH]
+
+
 class AssistantAction(Action, metaclass=ABCMeta):
     """Looks up the sender's LG account, then lets the subclass ask the assistant.
 
@@ -91,6 +111,13 @@ class AssistantAction(Action, metaclass=ABCMeta):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
+        if self.serves_building(tracker):
+            claimed = await building_turn(tracker)
+            if claimed is not None:
+                building, access = claimed
+                memory = memory_from(tracker)
+                outcome = await self.respond_building(building, access, memory, tracker)
+                return emit(dispatcher, outcome, memory)
         runtime = await get_runtime()
         try:
             session = await runtime.session_for(
@@ -115,6 +142,16 @@ class AssistantAction(Action, metaclass=ABCMeta):
     ) -> Outcome:
         """The assistant's answer to this turn."""
 
+    def serves_building(self, tracker: Tracker) -> bool:
+        """Whether this turn may be about the sender's building (then a message naming it
+        goes to :meth:`respond_building`, and needs no LG ThinQ account)."""
+        return False
+
+    async def respond_building(
+        self, building: BuildingAssistant, access: SiteAccess, memory: Memory, tracker: Tracker
+    ) -> Outcome:
+        raise TypeError(f"{self.name()} does not serve buildings")
+
 
 class ActionListDevices(AssistantAction):
     def name(self) -> str:
@@ -125,10 +162,17 @@ class ActionListDevices(AssistantAction):
 
 
 class ActionHomeOverview(AssistantAction):
-    """ "how is everything at home?": every device at once (v2 placement API)."""
+    """ "how is everything at home?": every device at once (v2 placement API); "how is
+    everything at headquarters?": every facility of the sender's site."""
 
     def name(self) -> str:
         return "action_home_overview"
+
+    def serves_building(self, tracker: Tracker) -> bool:
+        return True
+
+    async def respond_building(self, building, access, memory, tracker):  # type: ignore[no-untyped-def]
+        return await building.overview(access, memory)
 
     async def respond(self, assistant, session, memory, tracker):  # type: ignore[no-untyped-def]
         home = (await get_runtime()).home
@@ -137,12 +181,20 @@ class ActionHomeOverview(AssistantAction):
             memory,
             sender_id=tracker.sender_id,
             channel=tracker.get_latest_input_channel(),
+            refresh=asks_refresh(message_text(tracker)),
         )
 
 
 class ActionDeviceStatus(AssistantAction):
     def name(self) -> str:
         return "action_device_status"
+
+    def serves_building(self, tracker: Tracker) -> bool:
+        return True
+
+    async def respond_building(self, building, access, memory, tracker):  # type: ignore[no-untyped-def]
+        feature = latest_entity(tracker, "feature")
+        return await building.status(access, memory, message_text(tracker), feature)
 
     async def respond(self, assistant, session, memory, tracker):  # type: ignore[no-untyped-def]
         feature = latest_entity(tracker, "feature")
@@ -154,6 +206,20 @@ class ActionDeviceStatus(AssistantAction):
 class ActionControlDevice(AssistantAction):
     def name(self) -> str:
         return "action_control_device"
+
+    def serves_building(self, tracker: Tracker) -> bool:
+        # "and the living room too" repeats a home request.
+        return tracker.latest_message.get("intent", {}).get("name") != "repeat_on_device"
+
+    async def respond_building(self, building, access, memory, tracker):  # type: ignore[no-untyped-def]
+        intent = tracker.latest_message.get("intent", {}).get("name")
+        return await building.control(
+            access,
+            memory,
+            request_from(intent, tracker),
+            message_text(tracker),
+            every=latest_entity(tracker, "scope") == "all",
+        )
 
     async def respond(self, assistant, session, memory, tracker):  # type: ignore[no-untyped-def]
         intent = tracker.latest_message.get("intent", {}).get("name")
@@ -185,13 +251,39 @@ class ActionAnswerPending(AssistantAction):
         if isinstance(pending, dict) and pending.get("kind") == UNLINK_PENDING["kind"]:
             # Needs no LG session: the answer to "unlink your LG account?".
             return await answer_unlink(dispatcher, tracker)
+        if isinstance(pending, dict) and pending.get("kind") in (PENDING_CONFIRM, PENDING_WHICH):
+            return await answer_building(dispatcher, tracker)
         return await super().run(dispatcher, tracker, domain)
 
     async def respond(self, assistant, session, memory, tracker):  # type: ignore[no-untyped-def]
         intent = tracker.latest_message.get("intent", {}).get("name") or ""
+        if (memory.pending or {}).get("kind") == PENDING_BULK:
+            # "turn on all the air conditioners?" answered
+            return await (await get_runtime()).bulk.answer(
+                session,
+                memory,
+                intent,
+                sender_id=tracker.sender_id,
+                channel=tracker.get_latest_input_channel(),
+            )
         return await assistant.answer_pending(
             session, memory, intent, latest_entity(tracker, "device")
         )
+
+
+async def answer_building(dispatcher: CollectingDispatcher, tracker: Tracker) -> list[EventType]:
+    """The answer to a building question ("turn off these 2?", "which one?")."""
+    building = (await get_runtime()).building
+    memory = memory_from(tracker)
+    access = await building.access_for(tracker.sender_id) if building else None
+    if building is None or access is None:
+        dispatcher.utter_message(response="utter_building_not_linked")
+        return [SlotSet(PENDING_SLOT, None)]
+    intent = tracker.latest_message.get("intent", {}).get("name") or ""
+    outcome = await building.answer_pending(
+        access, memory, intent, latest_entity(tracker, "device")
+    )
+    return emit(dispatcher, outcome, memory)
 
 
 def request_from(intent: str | None, tracker: Tracker) -> CommandRequest:
@@ -321,9 +413,9 @@ async def answer_unlink(dispatcher: CollectingDispatcher, tracker: Tracker) -> l
         runtime = await get_runtime()
         # Notifications end with the link: LG would otherwise keep calling back for a
         # conversation that no longer belongs to the account.
-        await runtime.alerts.forget_sender(
-            await runtime.linked_session(tracker.sender_id), tracker.sender_id
-        )
+        session = await runtime.linked_session(tracker.sender_id)
+        await runtime.alerts.forget_sender(session, tracker.sender_id)
+        await runtime.end_event_subscription(session, tracker.sender_id)
         await runtime.linking.unlink(tracker.sender_id)
         demo = runtime.settings.demo_mode
         dispatcher.utter_message(response="utter_unlinked_demo" if demo else "utter_unlinked")
@@ -333,3 +425,20 @@ async def answer_unlink(dispatcher: CollectingDispatcher, tracker: Tracker) -> l
         dispatcher.utter_message(response="utter_ask_yes_no", buttons=_yes_no_buttons())
         return []
     return [SlotSet(PENDING_SLOT, None)]
+
+
+class ActionOtherLanguage(Action):
+    """A message in another script (rasa_ext.language_guard): say we only speak English,
+    in Korean too when it was Korean. Needs no LG account."""
+
+    def name(self) -> str:
+        return "action_other_language"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        korean = foreign_script(message_text(tracker)) == HANGUL
+        dispatcher.utter_message(
+            response="utter_only_english_korean" if korean else "utter_only_english"
+        )
+        return []

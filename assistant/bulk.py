@@ -9,8 +9,9 @@ confirmed, refused (and why), or silent ("didn't answer in time, so I can't conf
 — never "done" for a device that did not say so.
 
 Only commands that are safe to send to several appliances unasked (off and stop, the
-vocabulary's ``safe_values``) run at once; anything that switches appliances on or
-changes settings in bulk gets a refusal that says how to do it one at a time.
+vocabulary's ``safe_values``) run at once; anything that switches several appliances on
+or changes their settings names them and waits for a yes (``answer``), then plans each
+again against its current profile before sending.
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 
-from assistant.conversation import Memory, Outcome, Reply, UserSession, lg_failure_reply
-from assistant.describe import join_names
+from assistant.conversation import (
+    YES_NO,
+    Memory,
+    Outcome,
+    Reply,
+    UserSession,
+    lg_failure_reply,
+)
+from assistant.describe import join_names, results_summary
 from assistant.home import WholeHomeTurn
 from assistant.household import Appliance
 from assistant.planning import CommandRequest, Plan, Refusal, plan_command
@@ -29,6 +37,8 @@ from assistant.resolution import Ambiguous, NotCapable, NotFound, Resolved, reso
 from lgcloud.errors import DeviceOffline, ThinQError, error_for
 
 logger = logging.getLogger(__name__)
+
+PENDING_BULK = "confirm_bulk"
 
 
 class BulkControl(WholeHomeTurn):
@@ -61,12 +71,77 @@ class BulkControl(WholeHomeTurn):
                 [Reply("utter_bulk_not_capable", {"devices": join_names(_aliases(targets))})],
                 memory,
             )
-        unsafe = [p for p in plans if not self._safe(p)]
-        if unsafe:
-            return Outcome(
-                [Reply("utter_bulk_only_safe", {"devices": join_names(_aliases(targets))})], memory
-            )
         memory = replace(memory, context_ids=tuple(p.appliance.device_id for p in plans))
+        if len(plans) > 1 and not all(self._safe(p) for p in plans):
+            # Switching several on, or changing their settings, only after a yes.
+            pending = {
+                "kind": PENDING_BULK,
+                "request": request.to_dict(),
+                "device_ids": [p.appliance.device_id for p in plans],
+            }
+            return Outcome(
+                [Reply("utter_bulk_confirm", {"plan": self._plan_text(plans)}, YES_NO)],
+                replace(memory, pending=pending),
+            )
+        return await self._execute(session, memory, plans, appliances, sender_id, channel)
+
+    async def answer(
+        self,
+        session: UserSession,
+        memory: Memory,
+        intent: str,
+        *,
+        sender_id: str | None = None,
+        channel: str | None = None,
+    ) -> Outcome:
+        """The answer to "turn on the Bedroom AC and Living Room AC?": each appliance's
+        command is planned again against its current profile, then sent."""
+        pending = memory.pending or {}
+        if intent == "deny":
+            return Outcome([Reply("utter_cancelled")], replace(memory, pending=None))
+        if intent != "affirm":
+            return Outcome([Reply("utter_ask_yes_no", {}, YES_NO)], memory)
+        memory = replace(memory, pending=None)
+        request = CommandRequest.from_dict(pending.get("request") or {})
+        wanted = list(pending.get("device_ids") or [])
+        try:
+            appliances = await self._household.appliances(session.thinq_user, session.auth)
+        except ThinQError as exc:
+            return Outcome([lg_failure_reply(exc, None, reading=True)], memory)
+        by_id = {a.device_id: a for a in appliances}
+        plans: list[Plan] = []
+        for device_id in wanted:
+            appliance = by_id.get(device_id)
+            if appliance is None:
+                continue  # removed from the account meanwhile
+            try:
+                plans.append(plan_command(request, appliance, self._vocab, status={}))
+            except Refusal:
+                continue
+        if not plans:
+            return Outcome([Reply("utter_device_gone", {"device": "those appliances"})], memory)
+        return await self._execute(session, memory, plans, appliances, sender_id, channel)
+
+    def _plan_text(self, plans: Sequence[Plan]) -> str:
+        """ "turn on the Bedroom AC and Living Room AC" """
+        change = plans[0].changes[0] if plans[0].changes else None
+        value = str(change.value) if change is not None else ""
+        verb = self._vocab.operation_ask.get(value)
+        names = join_names([f"the {p.appliance.alias}" for p in plans])
+        if verb:
+            return f"{verb} {names}"
+        values = [self._vocab.value_label(c.value) for c in plans[0].changes]
+        return f"set {names} to {join_names(values)}" if values else f"change {names}"
+
+    async def _execute(
+        self,
+        session: UserSession,
+        memory: Memory,
+        plans: list[Plan],
+        appliances: Sequence[Appliance],
+        sender_id: str | None,
+        channel: str | None,
+    ) -> Outcome:
         done: list[str] = []
         refused: list[str] = []
         silent: list[str] = []
@@ -162,7 +237,9 @@ class BulkControl(WholeHomeTurn):
         done, refused, silent = [], [], []
         for plan in plans:
             try:
-                await self._household.send(session.auth, plan.appliance, plan.bodies)
+                await self._household.send(
+                    session.auth, plan.appliance, plan.bodies, plan.flat_changes
+                )
                 done.append(plan.appliance.alias)
             except ThinQError as exc:
                 reply = lg_failure_reply(exc, plan.appliance, reading=False)
@@ -177,23 +254,13 @@ class BulkControl(WholeHomeTurn):
     ) -> str:
         value = str(plans[0].changes[0].value) if plans[0].changes else ""
         verb = self._vocab.operation_done.get(value, "changed")
-        sentences = []
-        if done:
-            sentences.append(f"{verb.capitalize()} the {join_names(done)}.")
-        if refused:
-            sentences.append(f"Not done for {join_names(refused)}.")
-        if silent:
-            sentences.append(
-                f"The {join_names(silent)} didn't answer in time, so I can't confirm "
-                f"{'them' if len(silent) > 1 else 'it'}; ask me again in a moment."
-            )
-        if not refused and not silent:
-            if len(done) == 1:
-                return sentences[0]
-            both = "Both" if len(done) == 2 else f"All {len(done)}"
-            return f"{sentences[0]} {both} confirmed."
-        total = len(done) + len(refused) + len(silent)
-        return f"{len(done)} of {total} confirmed. " + " ".join(sentences)
+        return results_summary(
+            f"{verb.capitalize()} the {join_names(done)}.",
+            len(done),
+            refused,
+            silent,
+            article="The ",
+        )
 
 
 def _singular(mention: str) -> str:

@@ -241,6 +241,7 @@ class ApplianceAssistant:
         location: str | None,
         *,
         confirmed: bool = False,
+        outcome_checked: bool = False,
     ) -> Outcome:
         memory = replace(memory, context_ids=(appliance.device_id,), pending=None)
         status: dict[str, Any] = {}
@@ -270,12 +271,66 @@ class ApplianceAssistant:
                 ],
                 replace(memory, pending=pending),
             )
+        if (
+            not outcome_checked
+            and await self._household.unconfirmed(appliance.device_id) is not None
+        ):
+            # The last command to it may or may not have happened: look before sending.
+            checked = await self._check_earlier_outcome(
+                session, memory, appliance, plan, request, location
+            )
+            if checked is not None:
+                return checked
         try:
-            await self._household.send(session.auth, appliance, plan.bodies)
+            await self._household.send(session.auth, appliance, plan.bodies, plan.flat_changes)
         except ThinQError as exc:
             return Outcome([await self._control_failure(session, exc, appliance)], memory)
         logger.info("control %s on %s: %s", request.action, appliance.device_id, plan.flat_changes)
         return Outcome([Reply("utter_control_done", {"result": self._done_phrase(plan)})], memory)
+
+    async def _check_earlier_outcome(
+        self,
+        session: UserSession,
+        memory: Memory,
+        appliance: Appliance,
+        plan: Plan,
+        request: CommandRequest,
+        location: str | None,
+    ) -> Outcome | None:
+        """None: the state shows the earlier command did not happen, so send this one.
+        Otherwise the answer: it is done already, or ask before sending it again."""
+        try:
+            status = await self._household.status(session.auth, appliance)
+        except ThinQError as exc:
+            return Outcome([self._lg_failure(exc, appliance, reading=True)], memory)
+        verdict = took_effect(plan, status, self._vocab)
+        if verdict is False:
+            return None
+        if verdict is True:
+            await self._household.settled(appliance.device_id)
+            logger.info("control on %s already in effect: not sent again", appliance.device_id)
+            return Outcome(
+                [Reply("utter_control_already_done", {"result": self._done_phrase(plan)})],
+                memory,
+            )
+        pending = {
+            "kind": "confirm",
+            "device_id": appliance.device_id,
+            "location": location,
+            "request": request.to_dict(),
+            "outcome_checked": True,
+        }
+        summary = describe(appliance, status, self._vocab)
+        return Outcome(
+            [
+                Reply(
+                    "utter_confirm_resend",
+                    {"device": appliance.alias, "summary": summary},
+                    YES_NO,
+                )
+            ],
+            replace(memory, pending=pending),
+        )
 
     # --- pending questions --------------------------------------------------------------------
 
@@ -308,7 +363,13 @@ class ApplianceAssistant:
                 return Outcome([Reply("utter_ask_yes_no", {}, YES_NO)], memory)
             request = CommandRequest.from_dict(pending["request"])
             return await self._execute(
-                session, memory, appliance, request, pending.get("location"), confirmed=True
+                session,
+                memory,
+                appliance,
+                request,
+                pending.get("location"),
+                confirmed=True,
+                outcome_checked=bool(pending.get("outcome_checked")),
             )
 
         if answer != "inform_device" or not mention:
@@ -541,3 +602,28 @@ class ApplianceAssistant:
         except ThinQError:
             pass  # the refusal itself is what matters; the state is only a courtesy
         return Reply("utter_not_in_this_state", {"device": device, "state": state})
+
+
+def took_effect(plan: Plan, status: dict[str, Any], vocab: Vocabulary) -> bool | None:
+    """Whether the device's state shows every change of ``plan``: True, False, or None when
+    the state cannot tell (a write-only command with no known effect on its run state)."""
+    for change in plan.changes:
+        key = change.prop.key
+        if change.prop.readable and key in status:
+            if not _same_value(status[key], change.value):
+                return False
+            continue
+        effects = vocab.operation_effects.get(str(change.value))
+        if effects is None or "runState.currentState" not in status:
+            return None
+        if str(status["runState.currentState"]) not in effects:
+            return False
+    return True
+
+
+def _same_value(seen: Any, wanted: Any) -> bool:
+    numbers = (int, float)
+    if isinstance(seen, numbers) and isinstance(wanted, numbers):
+        if not isinstance(seen, bool) and not isinstance(wanted, bool):
+            return float(seen) == float(wanted)
+    return seen == wanted or str(seen) == str(wanted)

@@ -6,7 +6,7 @@ fan speed low". Units and the order of facts come from ``features.yml``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from assistant.household import Appliance
@@ -28,6 +28,35 @@ def join_names(names: list[str], joiner: str = "and") -> str:
     if len(names) <= 1:
         return "".join(names)
     return f"{', '.join(names[:-1])} {joiner} {names[-1]}"
+
+
+def results_summary(
+    done_sentence: str | None,
+    done: int,
+    refused: Sequence[str],
+    silent: Sequence[str],
+    *,
+    article: str = "",
+) -> str:
+    """What one command to several devices did, honestly: "Turned off the Bedroom AC and
+    Living Room AC. Both confirmed." or "1 of 2 confirmed. … The Bedroom AC didn't answer
+    in time, so I can't confirm it; ask me again in a moment." ``refused`` entries carry
+    their reason; ``article`` ("The ") goes before the silent names."""
+    sentences = [done_sentence] if done and done_sentence else []
+    if refused:
+        sentences.append(f"Not done for {join_names(list(refused))}.")
+    if silent:
+        sentences.append(
+            f"{article}{join_names(list(silent))} didn't answer in time, so I can't confirm "
+            f"{'them' if len(silent) > 1 else 'it'}; ask me again in a moment."
+        )
+    if not refused and not silent:
+        if done <= 1:
+            return " ".join(sentences)
+        both = "Both" if done == 2 else f"All {done}"
+        return f"{sentences[0]} {both} confirmed."
+    total = done + len(refused) + len(silent)
+    return f"{done} of {total} confirmed. " + " ".join(sentences)
 
 
 def format_number(value: Any) -> str:

@@ -35,6 +35,15 @@ GROUP_LABELS = {
     "garden": "Garden",
     "other": "Other",
 }
+# Words that ask for the device list to be read again, not only the states.
+REFRESH_WORDS = frozenset({"refresh", "reload", "resync", "sync", "rescan"})
+
+
+def asks_refresh(text: str) -> bool:
+    """ "refresh my devices", "sync everything" """
+    return any(word.strip(".,!?") in REFRESH_WORDS for word in text.lower().split())
+
+
 # At most this many of each device's overview facts (features.yml, ``overview: true``),
 # in readout order: run state or power first.
 HEADLINE_FACTS = 3
@@ -72,9 +81,14 @@ class HomeOverview(WholeHomeTurn):
         *,
         sender_id: str | None = None,
         channel: str | None = None,
+        refresh: bool = False,
     ) -> Outcome:
+        """``refresh`` ("refresh my devices") reads the device list from LG again first, so
+        a device added or renamed in LG's app shows up at once."""
         memory = replace(memory, pending=None)
         try:
+            if refresh:
+                await self._household.forget_list(session.thinq_user)
             appliances = await self._household.appliances(session.thinq_user, session.auth)
             if not appliances:
                 return Outcome([Reply("utter_no_devices")], memory)
@@ -90,6 +104,10 @@ class HomeOverview(WholeHomeTurn):
             sender_id=sender_id,
             channel=channel,
         )
+        for appliance in appliances:
+            answer = gathered.answers.get(appliance.device_id)
+            if answer is not None and isinstance(_failure(answer), DeviceOffline):
+                await self._household.mark_unreachable(appliance.device_id)
         summary = self.summary(appliances, gathered)
         memory = replace(memory, context_ids=tuple(a.device_id for a in appliances))
         if gathered.complete:
@@ -129,8 +147,8 @@ class HomeOverview(WholeHomeTurn):
         return " ".join(parts)
 
     def _headline(self, appliance: Appliance, answer: DeviceResult) -> str:
-        if not answer.ok:
-            error = error_for(answer.error_code or "", "", None)
+        error = _failure(answer)
+        if error is not None:
             return "offline" if isinstance(error, DeviceOffline) else "could not be read"
         if not isinstance(answer.result, dict):
             return "no readable state"
@@ -143,3 +161,8 @@ class HomeOverview(WholeHomeTurn):
             return "off"
         facts = describe(appliance, status, self._vocab, overview=True).split(", ")
         return ", ".join(facts[:HEADLINE_FACTS])
+
+
+def _failure(answer: DeviceResult) -> ThinQError | None:
+    """The typed LG error of a device's failed answer (None when it answered)."""
+    return None if answer.ok else error_for(answer.error_code or "", "", None)

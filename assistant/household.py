@@ -22,6 +22,8 @@ from typing import Any
 
 from assistant.storage.device_cache import DeviceCacheRepository, DeviceRecord
 from assistant.storage.device_states import DeviceStateRepository, Lookup
+from assistant.storage.unconfirmed import UnconfirmedControlRepository
+from lgcloud.errors import ThinQServerError, ThinQTransportError
 from lgcloud.profile import DeviceProfile, ProfileError, flatten_status, parse_profile
 from lgcloud.thinq import ThinQAuth, ThinQClient
 
@@ -51,12 +53,19 @@ class HouseholdService:
         profile_ttl_seconds: int,
         states: DeviceStateRepository | None = None,
         clock: Callable[[], datetime] | None = None,
+        state_max_age_seconds: float | None = None,
+        unconfirmed: UnconfirmedControlRepository | None = None,
     ) -> None:
-        """``states`` (optional) lets status reads use the event-fed device states;
-        ``clock`` is now for that (tests tie it to the simulated clock)."""
+        """``states`` (optional) lets status reads use the event-fed device states, each
+        for at most ``state_max_age_seconds`` after its last whole read; ``clock`` is now
+        for that (tests tie it to the simulated clock)."""
         self._client = client
         self._cache = cache
         self._states = states
+        self._unconfirmed = unconfirmed
+        self._state_max_age = (
+            timedelta(seconds=state_max_age_seconds) if state_max_age_seconds else None
+        )
         self._clock = clock or _now
         self._list_ttl = timedelta(seconds=list_ttl_seconds)
         self._profile_ttl = timedelta(seconds=profile_ttl_seconds)
@@ -144,7 +153,9 @@ class HouseholdService:
             return flatten_status(await self._client.get_status(auth, appliance.device_id))
         read_at = self._clock()
         try:
-            found = await self._states.lookup(user, appliance.device_id, read_at)
+            found = await self._states.lookup(
+                user, appliance.device_id, read_at, self._state_max_age
+            )
         except Exception as error:  # the stored state is an optimisation: ask LG instead
             logger.warning("stored state of %s unreadable: %s", appliance.device_id, error)
             return flatten_status(await self._client.get_status(auth, appliance.device_id))
@@ -165,25 +176,75 @@ class HouseholdService:
             logger.warning("storing the state of %s failed: %s", device_id, type(error).__name__)
 
     async def send(
-        self, auth: ThinQAuth, appliance: Appliance, bodies: list[dict[str, Any]]
+        self,
+        auth: ThinQAuth,
+        appliance: Appliance,
+        bodies: list[dict[str, Any]],
+        changes: dict[str, Any] | None = None,
     ) -> None:
+        """Send the command's bodies in order. When LG's answer leaves the outcome unknown
+        (timeout, server error, 2209), the command's ``changes`` are recorded so the next
+        command to the appliance checks its state before anything is sent again."""
         attempted = False
         try:
             for body in bodies:
                 attempted = True
                 await self._client.control(auth, appliance.device_id, body)
+            await self._forget_unconfirmed(appliance.device_id)
+        except (ThinQTransportError, ThinQServerError):
+            await self._remember_unconfirmed(auth, appliance.device_id, changes or {})
+            raise
         finally:
             # Even a failed or timed-out command may have changed the device: the stored
             # state no longer answers until an event (or a read from LG) refreshes it.
-            if attempted and self._states is not None:
-                try:
-                    await self._states.mark_stale(appliance.device_id)
-                except Exception as error:
-                    logger.error(
-                        "could not mark the state of %s stale: %s",
-                        appliance.device_id,
-                        type(error).__name__,
-                    )
+            if attempted:
+                await self._mark_stale(appliance.device_id)
+
+    async def unconfirmed(self, device_id: str) -> dict[str, Any] | None:
+        """The changes of a recent command to the device whose outcome is unknown."""
+        if self._unconfirmed is None:
+            return None
+        try:
+            return await self._unconfirmed.get(device_id, self._clock())
+        except Exception as error:  # unreadable: treat as unknown, i.e. check first
+            logger.error("unconfirmed commands unreadable: %s", type(error).__name__)
+            return {}
+
+    async def _remember_unconfirmed(
+        self, auth: ThinQAuth, device_id: str, changes: dict[str, Any]
+    ) -> None:
+        if self._unconfirmed is None:
+            return
+        try:
+            await self._unconfirmed.record(device_id, auth.user or "", changes, self._clock())
+        except Exception as error:
+            logger.error("could not record an unconfirmed command: %s", type(error).__name__)
+
+    async def _forget_unconfirmed(self, device_id: str) -> None:
+        if self._unconfirmed is None:
+            return
+        try:
+            await self._unconfirmed.clear(device_id)
+        except Exception as error:
+            logger.error("could not clear an unconfirmed command: %s", type(error).__name__)
+
+    async def settled(self, device_id: str) -> None:
+        """The unknown outcome is known now (the state showed it): forget the record."""
+        await self._forget_unconfirmed(device_id)
+
+    async def mark_unreachable(self, device_id: str) -> None:
+        """LG said the device is offline: its stored state answers for it no more (an
+        offline device sends no events) until a read from LG refreshes it."""
+        await self._mark_stale(device_id)
+
+    async def _mark_stale(self, device_id: str) -> None:
+        if self._states is None:
+            return
+        try:
+            await self._states.mark_stale(device_id)
+        except Exception as error:
+            name = type(error).__name__
+            logger.error("could not mark the state of %s stale: %s", device_id, name)
 
     async def forget_list(self, thinq_user: str) -> None:
         """Make the next read fetch the device list again (a device vanished or appeared)."""

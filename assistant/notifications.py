@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from assistant.storage import DeviceRecord, Storage
+from assistant.storage.device_states import EventSubscriptionRepository
 from assistant.storage.subscriptions import CachedCopy, DeviceAudience, Recipient
 from assistant.vocabulary import Vocabulary, load_vocabulary
 from lgcloud.callbacks import (
@@ -250,9 +251,13 @@ class NotificationPlanner:
             reportable=True,
         )
         now = _now()
+        events = EventSubscriptionRepository(self._storage.engine)
         for user in {r.thinq_user for r in recipients}:
             # No profile yet: the household service fetches it on first use.
             await self._storage.devices.upsert_device(user, record, now)
+            # LG's event subscription covers the devices there when it was requested:
+            # renew it at the renewer's next pass so the new one sends events too.
+            await events.request_renewal(user, now)
         params = {
             "device": callback.alias or "",
             "device_type": self._type_name(callback.device_type or ""),

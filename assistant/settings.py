@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lgcloud.circuit import LgCircuit
+
 REGIONS = ("kic", "eic", "aic")
 PHASES = ("OP", "QA")
 
@@ -36,6 +38,13 @@ class ThinQSettings:
     region: str
     phase: str
     timeout_seconds: float
+    # After this many failures in a row (timeouts, refused connections, HTTP 5xx) LG is
+    # not called for circuit_open_seconds: users hear "can't reach LG" at once.
+    circuit_threshold: int = 5
+    circuit_open_seconds: float = 30.0
+
+    def circuit(self) -> LgCircuit:
+        return LgCircuit(self.circuit_threshold, self.circuit_open_seconds)
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,8 @@ class Settings:
     placement_timeout_seconds: float = 4.0
     widget: WidgetSettings | None = None
     becon: BeconSettings | None = None  # BECON Connect (commercial HVAC); None: not configured
+    # The BECON site every new demo sender manages (demo-stack.md §2); None outside demo mode.
+    demo_becon_site: str | None = None
     # Event subscriptions and their renewer (connector/renewer.py); defined at the end.
     events: EventSettings = field(default_factory=lambda: EventSettings())
 
@@ -238,6 +249,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         region=region,
         phase=phase,
         timeout_seconds=_positive_number(env, "THINQ_TIMEOUT_SECONDS", 5.0),
+        circuit_threshold=int(_positive_number(env, "LG_CIRCUIT_THRESHOLD", 5)),
+        circuit_open_seconds=_positive_number(env, "LG_CIRCUIT_OPEN_SECONDS", 30.0),
     )
     connector = ConnectorSettings(
         host=env.get("CONNECTOR_HOST") or "127.0.0.1",
@@ -257,6 +270,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         telegram=load_telegram_settings(env),
     )
     database_url = load_database_url(env)
+    becon = load_becon_settings({**env, "THINQ_SERVICE_KEY": service_key})
     return Settings(
         demo_mode=demo_mode,
         state_dir=state_dir,
@@ -275,7 +289,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         widget=load_widget_settings({**env, "THINQ_SERVICE_KEY": service_key}),
         placement_timeout_seconds=_positive_number(env, "PLACEMENT_TIMEOUT_SECONDS", 4.0),
-        becon=load_becon_settings({**env, "THINQ_SERVICE_KEY": service_key}),
+        becon=becon,
+        demo_becon_site=(env.get("DEMO_BECON_SITE") or "HQ") if demo_mode and becon else None,
         events=load_event_settings(env),
     )
 
@@ -581,6 +596,10 @@ class EventSettings:
     renew_margin_seconds: float = 600.0
     # How long each subscription lasts (LG: 1 to 24 hours).
     subscription_hours: int = 24
+    # A stored state answers for at most this long after its last whole read from LG.
+    # A device that goes offline sends no events, so without a bound its last state
+    # would be told as current for as long as the subscription lives.
+    state_max_age_seconds: float = 900.0
 
 
 EVENT_MAX_HOURS = 24
@@ -588,8 +607,8 @@ EVENT_MAX_HOURS = 24
 
 def load_event_settings(env: Mapping[str, str] | None = None) -> EventSettings:
     """EVENT_RENEW_INTERVAL_SECONDS (60), EVENT_RENEW_MARGIN_SECONDS (600),
-    EVENT_SUBSCRIPTION_HOURS (24; a whole number from 1 to 24, LG's limit) and
-    EVENT_SUBSCRIPTIONS (on)."""
+    EVENT_SUBSCRIPTION_HOURS (24; a whole number from 1 to 24, LG's limit),
+    EVENT_STATE_MAX_AGE_SECONDS (900) and EVENT_SUBSCRIPTIONS (on)."""
     env = os.environ if env is None else env
     raw = (env.get("EVENT_SUBSCRIPTION_HOURS") or "24").strip()
     try:
@@ -614,4 +633,5 @@ def load_event_settings(env: Mapping[str, str] | None = None) -> EventSettings:
         renew_interval_seconds=interval,
         renew_margin_seconds=margin,
         subscription_hours=hours,
+        state_max_age_seconds=_positive_number(env, "EVENT_STATE_MAX_AGE_SECONDS", 900.0),
     )

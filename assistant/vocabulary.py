@@ -82,6 +82,8 @@ class Vocabulary:
     readouts: tuple[Readout, ...]
     operation_done: dict[str, str]
     operation_ask: dict[str, str]
+    # Write-only operation -> the run states it leaves (to see whether it took effect).
+    operation_effects: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def device_type(self, code: str) -> DeviceType:
         known = self.device_types.get(code)
@@ -159,4 +161,8 @@ def load_vocabulary() -> Vocabulary:
         ),
         operation_done={str(k): str(v) for k, v in raw["operation_done"].items()},
         operation_ask={str(k): str(v) for k, v in raw["operation_ask"].items()},
+        operation_effects={
+            str(k): frozenset(str(s) for s in v)
+            for k, v in raw.get("operation_effects", {}).items()
+        },
     )

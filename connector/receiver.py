@@ -29,7 +29,8 @@
 
 ``GET /metrics``
     Prometheus text (0.0.4): our LG calls and backoffs (``lgcloud.call_budget``: every
-    process's through Redis, else this process's) and the outbox counts of ``/health``.
+    process's through Redis, else this process's), the outbox counts of ``/health``, and
+    the delivery and callback lag (age of the oldest message or callback still waiting).
 
 Storing uses group commit: requests arriving while a commit is in flight are written
 together by the next one, so under load one transaction (one fsync) serves many
@@ -47,6 +48,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -352,9 +354,34 @@ class CallbackReceiver:
             out.family("connector_outbox_messages", "gauge", "Outbox rows by delivery state.")
             for state, count in sorted(outbox.items()):
                 out.sample("connector_outbox_messages", count, state=state)
+            await self._add_lag(out)
         return web.Response(
             body=out.text().encode(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE}
         )
+
+    async def _add_lag(self, out: MetricsText) -> None:
+        try:
+            oldest_message, oldest_callback = await self._store.oldest_waiting()
+        except Exception as error:
+            log.warning("metrics: lag unavailable (%s)", type(error).__name__)
+            return
+        now = datetime.now(timezone.utc)
+        out.family(
+            "connector_delivery_lag_seconds",
+            "gauge",
+            "Age of the oldest message still waiting for delivery (0: none waiting).",
+        )
+        out.sample("connector_delivery_lag_seconds", _age(oldest_message, now))
+        out.family(
+            "connector_callback_lag_seconds",
+            "gauge",
+            "Age of the oldest LG callback stored but not yet planned (0: none).",
+        )
+        out.sample("connector_callback_lag_seconds", _age(oldest_callback, now))
+
+
+def _age(since: datetime | None, now: datetime) -> float:
+    return max((now - since).total_seconds(), 0.0) if since is not None else 0.0
 
 
 class PathOnlyAccessLogger(AbstractAccessLogger):

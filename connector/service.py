@@ -246,6 +246,7 @@ class ConnectorService:
             thinq.service_key,
             timeout_seconds=thinq.timeout_seconds,
             budget=budget,
+            circuit=thinq.circuit(),
         )
         linking = LinkingService.create(self.settings, self.storage)
         self._renewer_closers = [placement.aclose, budget.aclose, linking.aclose]

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from sqlalchemy import and_, bindparam, func, or_, select, text, update
@@ -652,6 +652,20 @@ class DeliveryStore:
                 counts[state] = int(count)
         return counts
 
+    async def oldest_waiting(self) -> tuple[datetime | None, datetime | None]:
+        """When the oldest message still waiting for delivery (pending or sending) was
+        made, and when the oldest callback not yet planned arrived (None: none waiting)."""
+        async with self._engine.connect() as conn:
+            outbox = await conn.execute(
+                select(func.min(_outbox.c.created_at)).where(
+                    _outbox.c.state.in_((PENDING, SENDING))
+                )
+            )
+            callbacks = await conn.execute(
+                select(func.min(_callbacks.c.received_at)).where(_callbacks.c.state == RECEIVED)
+            )
+            return _aware_or_none(outbox.scalar()), _aware_or_none(callbacks.scalar())
+
     async def count_callbacks_by_state(self) -> dict[str, int]:
         counts = dict.fromkeys((RECEIVED, PLANNED), 0)
         async with self._engine.connect() as conn:
@@ -683,3 +697,12 @@ class DeliveryStore:
         statement = statement.order_by(_outbox.c.created_at.desc(), _outbox.c.id).limit(limit)
         async with self._engine.connect() as conn:
             return [_outbox_row(row) for row in await conn.execute(statement)]
+
+
+def _aware_or_none(value: datetime | None) -> datetime | None:
+    """min() over a UTCDateTime column bypasses its type on SQLite: mark naive as UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

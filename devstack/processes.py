@@ -62,6 +62,8 @@ class Process:
     ready_url: str
     popen: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # Added to the stack's environment for this process only (a second Rasa's port…).
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -179,7 +181,7 @@ class Stack:
                     proc.popen = subprocess.Popen(
                         proc.command,
                         cwd=ROOT,
-                        env=env,
+                        env={**env, **proc.env},
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,  # so stop() can end its whole process group

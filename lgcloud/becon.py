@@ -38,10 +38,20 @@ from lgcloud.becon_errors import (
     error_for,
 )
 from lgcloud.becon_signer import Signer, hmac_sha256_signer
+from lgcloud.call_budget import (
+    BECON_USER_LABEL,
+    OK,
+    TIMEOUT,
+    TRANSPORT,
+    CallBudget,
+    endpoint_template,
+)
+from lgcloud.circuit import CIRCUIT_OPEN, LgCircuit, LgUnavailable
 
 logger = logging.getLogger(__name__)
 
 TOKEN_RENEW_MARGIN_SECONDS = 3600.0
+BECON_CIRCUIT = "becon"
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,8 @@ class BeconClient:
         signer: Signer = hmac_sha256_signer,
         clock: Callable[[], float] = time.monotonic,
         renew_margin_seconds: float = TOKEN_RENEW_MARGIN_SECONDS,
+        budget: CallBudget | None = None,
+        circuit: LgCircuit | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/") + f.BASE_PATH
         self._service_id = service_id
@@ -114,6 +126,9 @@ class BeconClient:
         self._renew_margin = renew_margin_seconds
         self._token: _Token | None = None
         self._token_lock = asyncio.Lock()
+        # Counts every call per endpoint and outcome (shown by the connector's /metrics).
+        self._budget = budget
+        self._circuit = circuit
 
     def __repr__(self) -> str:
         return f"BeconClient(base_url={self._base_url!r}, service_id={self._service_id!r})"
@@ -289,18 +304,14 @@ class BeconClient:
         params: Mapping[str, str] | None = None,
     ) -> Any:
         try:
-            response = await self._http.request(
-                method,
-                self._base_url + path,
-                headers=self._headers(token),
-                json=json,
-                params=params,
-            )
+            response = await self._request(method, path, token, json, params)
         except httpx.TimeoutException as exc:
             logger.warning("BECON %s %s timed out", method, path)
+            await self._count(method, path, TIMEOUT, None)
             raise BeconTimeout("TIMEOUT", f"timed out: {type(exc).__name__}") from exc
         except httpx.HTTPError as exc:
             logger.warning("BECON %s %s failed: %s", method, path, type(exc).__name__)
+            await self._count(method, path, TRANSPORT, None)
             raise BeconTransportError(
                 "CONNECTION", f"connection failed: {type(exc).__name__}"
             ) from exc
@@ -309,6 +320,11 @@ class BeconClient:
             body = response.json()
         except ValueError:
             body = None
+        error = body.get(f.ERROR) if isinstance(body, dict) else None
+        counted_code = OK if response.is_success else f"http_{response.status_code}"
+        if isinstance(error, dict) and error.get(f.ERROR_CODE):
+            counted_code = str(error.get(f.ERROR_CODE))[:40]
+        await self._count(method, path, counted_code, response.status_code)
         if response.is_success:
             if body is None:
                 raise BeconTransportError(
@@ -316,7 +332,6 @@ class BeconClient:
                 )
             logger.debug("BECON %s %s -> %s", method, path, response.status_code)
             return body
-        error = body.get(f.ERROR) if isinstance(body, dict) else None
         if isinstance(error, dict):
             code = str(error.get(f.ERROR_CODE) or f"HTTP_{response.status_code}")
             message = str(error.get(f.ERROR_MESSAGE) or response.reason_phrase)
@@ -327,6 +342,42 @@ class BeconClient:
             "BECON %s %s -> HTTP %s %s: %s", method, path, response.status_code, code, message
         )
         raise exc
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        token: str | None,
+        json: Any,
+        params: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        """The HTTP exchange, under the BECON circuit when there is one (timeouts, refused
+        connections and 5xx count; while it is open nothing is sent)."""
+
+        async def exchange() -> httpx.Response:
+            return await self._http.request(
+                method, self._base_url + path, headers=self._headers(token), json=json,
+                params=params,
+            )  # fmt: skip
+
+        if self._circuit is None:
+            return await exchange()
+        try:
+            return await self._circuit.call(
+                BECON_CIRCUIT, exchange, lambda response: response.status_code >= 500
+            )
+        except LgUnavailable as exc:
+            raise BeconTransportError(CIRCUIT_OPEN, exc.message) from None
+
+    async def _count(self, method: str, path: str, code: str, status: int | None) -> None:
+        if self._budget is not None:
+            await self._budget.after_call(
+                self._service_id,
+                BECON_USER_LABEL,
+                endpoint_template(method, f.BASE_PATH + path),
+                code,
+                http_status=status,
+            )
 
 
 def _segment(value: str) -> str:

@@ -56,7 +56,14 @@ REDIS_RETRY_SECONDS = 5.0
 REDIS_TIMEOUT_SECONDS = 0.5
 
 # Path segments kept in an endpoint template; any other segment is an id ("{id}").
-_STATIC_SEGMENTS = frozenset({"devices", "profile", "push", "pcc", "event", "v2", "users"})
+_STATIC_SEGMENTS = frozenset(
+    {"devices", "profile", "push", "pcc", "event", "v2", "users"}
+    # BECON Connect (/tms/v1.0/connect/...): site codes, gateway and facility ids are ids.
+    | {"tms", "v1.0", "connect", "auth", "servertime", "token", "site", "gw", "facilities"}
+    | {"facility", "state"}
+)
+# BECON authenticates our service, not a person: its calls are counted under this label.
+BECON_USER_LABEL = "service"
 
 Who = tuple[str, str]  # (service id, user label)
 CallKey = tuple[str, str, str, str]  # (service id, user label, endpoint, code)

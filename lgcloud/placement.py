@@ -17,15 +17,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx
-
-from lgcloud.call_budget import CallBudget
 from lgcloud.errors import ThinQTransportError
 from lgcloud.thinq import (
+    LgClientBase,
     ThinQAuth,
     failed_call,
-    lg_http_client,
-    send_thinq_request,
     thinq_headers,
 )
 
@@ -38,33 +34,10 @@ MAX_REQUEST_ID_LENGTH = 128
 OK = "0000"
 
 
-class PlacementClient:
-    """One per process; share it. ``http`` lets tests or the process inject its AsyncClient;
-    ``budget`` (optional) counts every request and backs off users LG rate-limits."""
-
-    def __init__(
-        self,
-        base_url: str,
-        service_id: str,
-        service_key: str,
-        *,
-        timeout_seconds: float = 5.0,
-        http: httpx.AsyncClient | None = None,
-        budget: CallBudget | None = None,
-    ) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._service_id = service_id
-        self._service_key = service_key
-        self._owns_http = http is None
-        self._http = http or lg_http_client(timeout_seconds)
-        self._budget = budget
-
-    def __repr__(self) -> str:
-        return f"PlacementClient(base_url={self._base_url!r})"
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+class PlacementClient(LgClientBase):
+    """LG's v2 multi-device ("placement") API: each call answers a requestId, the results
+    come as callbacks. Nothing is retried (a retry is a second request with its own
+    callbacks)."""
 
     # --- the API -------------------------------------------------------------------------------
 
@@ -118,9 +91,7 @@ class PlacementClient:
         """Send once; the requestId of an accepted request, or the typed ThinQ error."""
         path = PREFIX + path
         headers = thinq_headers(auth, self._service_id, self._service_key)
-        response, body = await send_thinq_request(
-            self._http, method, self._base_url, path, headers, json, budget=self._budget, auth=auth
-        )
+        response, body = await self._transport.send(method, path, headers, json, auth)
         message_id = headers["x-message-id"]
         if not response.is_success or not isinstance(body, dict):
             raise failed_call(method, path, response.status_code, body, message_id)

@@ -29,6 +29,7 @@ from lgcloud.call_budget import (
     endpoint_template,
     user_label,
 )
+from lgcloud.circuit import LgCircuit
 from lgcloud.errors import (
     RETRYABLE_CODES,
     RateLimited,
@@ -41,6 +42,9 @@ from lgcloud.errors import (
 from lgcloud.message_id import new_message_id
 
 logger = logging.getLogger(__name__)
+
+# The circuit every ThinQ Connect call (v1 and v2) shares: one cloud, one health.
+THINQ_CIRCUIT = "thinq"
 
 ALREADY_SUBSCRIBED_PUSH = "1207"
 NOT_SUBSCRIBED_PUSH = "1206"
@@ -92,9 +96,10 @@ def lg_http_client(timeout_seconds: float) -> httpx.AsyncClient:
     )
 
 
-class ThinQClient:
-    """One per process; share it. ``http`` lets tests or the process inject its AsyncClient;
-    ``budget`` (optional) counts every request and backs off users LG rate-limits."""
+class LgClientBase:
+    """What a ThinQ Connect client holds: LG's host, our service credentials, the HTTP pool
+    (injected by tests or the process, or its own) and the transport (budget, circuit).
+    One per process and API; share it."""
 
     def __init__(
         self,
@@ -104,27 +109,45 @@ class ThinQClient:
         *,
         timeout_seconds: float = 5.0,
         http: httpx.AsyncClient | None = None,
-        read_retries: int = 2,
-        backoff_seconds: float = 0.2,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         budget: CallBudget | None = None,
+        circuit: LgCircuit | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._service_id = service_id
         self._service_key = service_key
         self._owns_http = http is None
         self._http = http or lg_http_client(timeout_seconds)
-        self._read_retries = read_retries
-        self._backoff_seconds = backoff_seconds
-        self._sleep = sleep
-        self._budget = budget
+        self._transport = LgTransport(self._http, self._base_url, budget, circuit)
 
     def __repr__(self) -> str:
-        return f"ThinQClient(base_url={self._base_url!r})"
+        return f"{type(self).__name__}(base_url={self._base_url!r})"
 
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()
+
+
+class ThinQClient(LgClientBase):
+    """LG's v1 device API. ``budget`` (optional) counts every request and backs off users
+    LG rate-limits; ``circuit`` (optional) stops calling LG for a while after repeated
+    failures; reads are retried ``read_retries`` times on transient failures, commands
+    never."""
+
+    def __init__(
+        self,
+        base_url: str,
+        service_id: str,
+        service_key: str,
+        *,
+        read_retries: int = 2,
+        backoff_seconds: float = 0.2,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        **transport: Any,
+    ) -> None:
+        super().__init__(base_url, service_id, service_key, **transport)
+        self._read_retries = read_retries
+        self._backoff_seconds = backoff_seconds
+        self._sleep = sleep
 
     # --- Device API -------------------------------------------------------------------------
 
@@ -224,9 +247,7 @@ class ThinQClient:
         headers = self._headers(auth)
         if extra_headers:
             headers.update(extra_headers)
-        response, body = await send_thinq_request(
-            self._http, method, self._base_url, path, headers, json, budget=self._budget, auth=auth
-        )
+        response, body = await self._transport.send(method, path, headers, json, auth)
         if response.is_success and isinstance(body, dict) and "response" in body:
             logger.debug("ThinQ %s %s -> %s", method, path, response.status_code)
             return body["response"]
@@ -250,6 +271,32 @@ def thinq_headers(auth: ThinQAuth, service_id: str, service_key: str) -> dict[st
     }
 
 
+@dataclass(frozen=True)
+class LgTransport:
+    """What every ThinQ exchange of a client goes through: its HTTP pool, LG's host, the
+    call budget and the circuit (both optional)."""
+
+    http: httpx.AsyncClient
+    base_url: str
+    budget: CallBudget | None = None
+    circuit: LgCircuit | None = None
+
+    async def send(
+        self, method: str, path: str, headers: dict[str, str], json: Any, auth: ThinQAuth
+    ) -> tuple[httpx.Response, Any]:
+        return await send_thinq_request(
+            self.http,
+            method,
+            self.base_url,
+            path,
+            headers,
+            json,
+            budget=self.budget,
+            auth=auth,
+            circuit=self.circuit,
+        )
+
+
 async def send_thinq_request(
     http: httpx.AsyncClient,
     method: str,
@@ -260,14 +307,36 @@ async def send_thinq_request(
     *,
     budget: CallBudget | None = None,
     auth: ThinQAuth | None = None,
+    circuit: LgCircuit | None = None,
 ) -> tuple[httpx.Response, Any]:
     """One HTTP exchange: the response and its JSON body (None when not JSON).
 
     Transport failures become :class:`ThinQTransportError`; nothing else is judged here.
     With a ``budget`` the request is counted once (by ``auth.user``, else by a digest of
     the bearer token), and a user backed off after 1306 gets :class:`RateLimited` at
-    once, without a request.
+    once, without a request. With a ``circuit``, timeouts, refused connections and HTTP
+    5xx count against LG's circuit, and while it is open :class:`LgUnavailable` is raised
+    at once, without a request.
     """
+
+    async def exchange() -> tuple[httpx.Response, Any]:
+        return await _exchange(http, method, base_url, path, headers, json, budget, auth)
+
+    if circuit is None:
+        return await exchange()
+    return await circuit.call(THINQ_CIRCUIT, exchange, lambda answer: answer[0].status_code >= 500)
+
+
+async def _exchange(
+    http: httpx.AsyncClient,
+    method: str,
+    base_url: str,
+    path: str,
+    headers: dict[str, str],
+    json: Any,
+    budget: CallBudget | None,
+    auth: ThinQAuth | None,
+) -> tuple[httpx.Response, Any]:
     counted: tuple[str, str, str] | None = None
     if budget is not None:
         user = auth.user if auth is not None else None

@@ -19,10 +19,12 @@ $PY -m ruff format --check .
 
 echo "== rasa data validate"
 # Fail on every data warning except "response not used in any story or rule": our responses
-# are uttered by custom actions, and tests/test_domain.py checks each one is really used.
+# are uttered by custom actions, and tests/test_domain.py checks each one is really used;
+# and "other_language" having no training examples: rasa_ext.language_guard sets it.
 "${RASA_ENV[@]}" $RASA data validate --config config.yml --domain domain.yml --data data >reports/validate.log 2>&1 \
   || { cat reports/validate.log; exit 1; }
-if grep "UserWarning" reports/validate.log | grep -v "is not used in any story or rule"; then
+if grep "UserWarning" reports/validate.log | grep -v "is not used in any story or rule" \
+  | grep -v "The intent 'other_language' is listed in the domain file, but is not found in the NLU training data"; then
   echo "rasa data validate reported the warnings above" >&2
   exit 1
 fi

@@ -8,7 +8,16 @@ import logging
 
 from aiohttp import web
 
-from simulator import becon_api, events, inspection, oauth, placement_api, rate_limit, thinq_api
+from simulator import (
+    becon_api,
+    events,
+    faults,
+    inspection,
+    oauth,
+    placement_api,
+    rate_limit,
+    thinq_api,
+)
 from simulator.clock import SimClock
 from simulator.cloud import CLOUD, SimulatedCloud
 from simulator.config import SimulatorConfig
@@ -119,6 +128,8 @@ def create_app(config: SimulatorConfig, clock: SimClock | None = None) -> web.Ap
     placement_api.setup(app)
     # /sim/rate-limit: answers LG's 1306 beyond N calls per user per simulated minute.
     rate_limit.setup(app)
+    # /sim/faults: latency, LG error codes, 5xx, timeouts and lost callbacks on purpose.
+    faults.setup(app, app[CLOUD].sender)
     app.on_startup.append(_on_startup)
     app.on_cleanup.append(_on_cleanup)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -68,6 +69,8 @@ class CallbackSender:
         self.url = url
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        # Asked before each send (simulator/faults.py): a reason means "lose this one".
+        self.dropper: Callable[[dict[str, Any]], str | None] | None = None
 
     async def start(self) -> None:
         if self._session is None:
@@ -82,6 +85,9 @@ class CallbackSender:
         """POST one message. Never raises: a failing partner must not stop the simulator."""
         if not self.url:
             return Delivery(False, "no callback URL is configured")
+        dropped = self.dropper(message) if self.dropper is not None else None
+        if dropped is not None:
+            return Delivery(False, dropped)
         await self.start()
         assert self._session is not None
         try:

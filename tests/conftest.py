@@ -100,6 +100,8 @@ def runtime_env(simulator: RunningSimulator, state_dir: Path, db_url: str) -> di
         "DEMO_THINQ_TOKEN": simulator.demo_token,
         "DATABASE_URL": db_url,
         "THINQ_TIMEOUT_SECONDS": "3",
+        # The same simulator stands in for BECON (its demo credentials follow the key).
+        "BECON_BASE_URL": simulator.url,
     }
 
 

@@ -108,7 +108,7 @@ class Rig:
             clock=self.clock,
         )
 
-    def household(self) -> HouseholdService:
+    def household(self, state_max_age_seconds: float | None = None) -> HouseholdService:
         return HouseholdService(
             self.simulator.client(),
             self.storage.devices,
@@ -116,6 +116,7 @@ class Rig:
             profile_ttl_seconds=86400,
             states=self.states,
             clock=self.clock,
+            state_max_age_seconds=state_max_age_seconds,
         )
 
     async def link(

@@ -24,6 +24,7 @@ from actions.actions import (
     ActionUnlinkAccount,
 )
 from assistant.runtime import use_runtime
+from assistant.storage.device_states import EventSubscriptionRepository
 from assistant.storage.link_requests import state_digest
 from assistant.storage.models import LinkRequest, utcnow
 from assistant.storage.pending_links import PendingGrant
@@ -210,3 +211,28 @@ async def test_a_wrong_code_says_how_many_tries_are_left_and_links_nothing(runti
 async def test_a_code_with_no_sign_in_waiting(runtime):
     assert await confirm("482913") == [("utter_link_code_none", {})]
     assert await runtime.storage.accounts.get(SENDER) is None
+
+
+async def test_unlinking_the_last_conversation_ends_the_event_subscription(runtime, simulator):
+    await link_demo(runtime)
+    session = await runtime.linked_session(SENDER)
+    assert session is not None
+    events = EventSubscriptionRepository(runtime.storage.engine)
+    now = utcnow()
+    request_id = await runtime.placement.subscribe_events(session.auth, 24)
+    await events.record_success(
+        "demo", requested_at=now, accepted_at=now, hours=24, request_id=request_id
+    )
+    assert (await simulator.sim("GET", "/sim/subscriptions")).json()["event"]
+
+    # Another conversation of the same LG user still wants the events: nothing ends.
+    await runtime.storage.accounts.link(
+        "user-8", thinq_user="demo", token=simulator.demo_token, country_code="US", region="aic"
+    )
+    assert await runtime.end_event_subscription(session, SENDER) is False
+    await runtime.storage.accounts.unlink("user-8")
+
+    messages, _ = await run(ActionAnswerPending(), "affirm", {"pending": CONFIRM})
+    assert messages == [("utter_unlinked_demo", {})]
+    assert (await simulator.sim("GET", "/sim/subscriptions")).json()["event"] == []
+    assert await events.get("demo") is None

@@ -6,7 +6,9 @@ import sys
 
 def test_actions_do_not_import_rasa():
     code = (
-        "import sys, actions.actions, assistant.runtime\n"
+        "import sys, actions.actions, assistant.runtime, actions.observability\n"
+        "import rasa_sdk.plugin\n"
+        "assert rasa_sdk.plugin.plugin_manager().get_plugins()  # our /ready and /metrics\n"
         "leaked = sorted(m for m in sys.modules if m == 'rasa' or m.startswith('rasa.'))\n"
         "assert not leaked, leaked\n"
         "assert 'rasa_sdk' in sys.modules\n"

@@ -37,6 +37,8 @@ from lgcloud.becon_errors import (
     error_for,
 )
 from lgcloud.becon_signer import hmac_sha256_signer
+from lgcloud.call_budget import CallBudget
+from lgcloud.circuit import LgCircuit
 from tests.test_simulator_becon import CONTRACT, TOKEN_PATH, BeconSim
 from tests.test_simulator_becon import becon as becon  # the fixture, found by name
 
@@ -499,3 +501,37 @@ def test_real_mode_settings(tmp_path) -> None:
         load_settings({**full, "BECON_BASE_URL": "becon.example"})
     with pytest.raises(SettingsError, match="BECON_TIMEOUT_SECONDS"):
         load_settings({**full, "BECON_TIMEOUT_SECONDS": "0"})
+
+
+async def test_every_call_is_counted_per_endpoint_and_outcome(becon: BeconSim, client_for) -> None:
+    budget = CallBudget()
+    client = client_for(budget=budget)
+    await client.sites()
+    with pytest.raises(BeconForbidden):
+        await client.gateways("BRANCH")
+    counted = (await budget.snapshot()).calls
+    service = becon.service_id
+    base = "/tms/v1.0/connect"
+    assert counted == {
+        (service, "service", f"GET {base}/auth/servertime", "ok"): 1,
+        (service, "service", f"POST {base}/auth/token", "ok"): 1,
+        (service, "service", f"GET {base}/site", "ok"): 1,
+        (service, "service", f"GET {base}/site/{{id}}/gw", f.SITE_FORBIDDEN): 1,
+    }
+
+
+async def test_a_failing_becon_opens_its_circuit(becon: BeconSim, client_for) -> None:
+    client = client_for(circuit=LgCircuit(threshold=2, open_seconds=30))
+    await client.sites()  # a token first
+    rule = {"path": f.BASE_PATH + "/site*", "httpStatus": 503}
+    assert (await becon.http.put("/sim/faults", json={"rules": [rule]})).status_code == 200
+    try:
+        for _ in range(2):
+            with pytest.raises(BeconServerError):
+                await client.sites()
+        with pytest.raises(BeconTransportError) as refused:
+            await client.sites()
+        assert refused.value.code == "CIRCUIT_OPEN"
+        assert [s for _, s in await calls(becon, f.PATH_SITES)] == [200, 503, 503]
+    finally:
+        await becon.http.delete("/sim/faults")

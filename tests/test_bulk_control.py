@@ -4,8 +4,8 @@ simulated cloud and the connector's real callback receiver (SQLite and PostgreSQ
 
 from __future__ import annotations
 
-from actions.actions import ActionControlDevice
-from tests.test_actions import run, said
+from actions.actions import ActionAnswerPending, ActionControlDevice
+from tests.test_actions import run, said, slots_after
 from tests.test_home_overview import home, lg_calls  # noqa: F401 - fixture, found by name
 
 ALL_ACS = {"device": "air conditioners", "scope": "all"}
@@ -51,15 +51,40 @@ async def test_a_silent_air_conditioner_is_not_reported_as_done(simulator, home)
     assert "The Bedroom AC didn't answer in time, so I can't confirm it" in summary
 
 
-async def test_switching_many_on_at_once_is_refused_and_nothing_is_sent(simulator, home) -> None:  # noqa: F811
+async def test_switching_many_on_waits_for_a_yes(simulator, home) -> None:  # noqa: F811
     await simulator.sim("DELETE", "/sim/calls")
     before = await ac_power(simulator)
-    messages, _ = await run(ActionControlDevice(), "turn_on", ALL_ACS)
+    messages, events = await run(ActionControlDevice(), "turn_on", ALL_ACS)
     [(response, params)] = said(messages)
-    assert response == "utter_bulk_only_safe"
-    assert "Bedroom AC" in params["devices"]
+    assert response == "utter_bulk_confirm"
+    assert params["plan"] == "turn on the Bedroom AC and the Living Room AC"
+    assert params["buttons"] == [("Yes", "/affirm"), ("No", "/deny")]
     assert await ac_power(simulator) == before
     assert await control_calls(simulator) == []
+    pending = slots_after(events)["pending"]
+    assert pending["kind"] == "confirm_bulk"
+
+    messages, events = await run(ActionAnswerPending(), "deny", slots={"pending": pending})
+    assert said(messages) == [("utter_cancelled", {})]
+    assert await control_calls(simulator) == []
+
+    messages, events = await run(ActionAnswerPending(), "affirm", slots={"pending": pending})
+    [(response, params)] = said(messages)
+    assert response == "utter_bulk_result"
+    assert params["summary"] == "Turned on the Bedroom AC and Living Room AC. Both confirmed."
+    assert slots_after(events)["pending"] is None
+    assert await ac_power(simulator) == {"Bedroom AC": "POWER_ON", "Living Room AC": "POWER_ON"}
+
+
+async def test_setting_many_at_once_names_the_value(simulator, home) -> None:  # noqa: F811
+    messages, _ = await run(
+        ActionControlDevice(), "set_value", {**ALL_ACS, "setting": "heat", "feature": "mode"}
+    )
+    [(response, params)] = said(messages)
+    assert (response, params["plan"]) == (
+        "utter_bulk_confirm",
+        "set the Bedroom AC and the Living Room AC to heat",
+    )
 
 
 async def test_all_of_a_subset_goes_one_by_one(simulator, home) -> None:  # noqa: F811

@@ -523,3 +523,6 @@ async def test_metrics_without_redis_are_the_connectors_own(simulator, connector
     ]
     assert metrics["lg_backoff_active"] == []
     assert "lg_call_budget_redis_up" not in metrics
+    # Nothing waiting: no lag.
+    assert metrics["connector_delivery_lag_seconds"] == [({}, 0.0)]
+    assert metrics["connector_callback_lag_seconds"] == [({}, 0.0)]

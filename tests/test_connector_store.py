@@ -220,3 +220,13 @@ async def test_history_claims_are_compare_and_set(store: DeliveryStore) -> None:
     # Too old to be worth recording any more.
     await store.release_history([rows[0].id])
     assert await store.claim_history(T0 + timedelta(seconds=1), T0) == []
+
+
+async def test_the_oldest_waiting_message_and_callback(store: DeliveryStore) -> None:
+    assert await store.oldest_waiting() == (None, None)
+    await store.record_callbacks([callback("m0")], T0)
+    assert await store.oldest_waiting() == (None, T0)
+    await planned_row(store, "m1")  # planned at T0: a pending message, its callback done
+    message, unplanned = await store.oldest_waiting()
+    assert unplanned == T0  # m0 is still waiting to be planned
+    assert message is not None and message.tzinfo is not None

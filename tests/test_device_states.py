@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from assistant.household import Appliance, HouseholdService
 from assistant.settings import demo_callback_secret
 from assistant.storage.models import DeviceState
+from lgcloud.errors import DeviceOffline
 from lgcloud.thinq import thinq_headers
 from tests.event_support import (
     HOUR,
@@ -399,3 +400,37 @@ async def test_malformed_events_are_400_and_store_nothing(subscribed: Rig) -> No
     answer = await post_callback(rig, stranger)
     assert (answer.status_code, answer.json()["error"]) == (404, "unknown_device")
     assert await snapshot() == before
+
+
+async def test_a_silent_offline_device_is_asked_of_lg_once_its_state_is_old(
+    subscribed: Rig,
+) -> None:
+    rig = subscribed
+    household = rig.household(state_max_age_seconds=900)
+    dryer = await appliance(rig, household, "Dryer")
+    did = dryer.device_id
+    await household.status(rig.auth, dryer)
+    await household.status(rig.auth, dryer)
+    assert await status_calls(rig, did) == 1  # the second from device_states
+    await rig.simulator.sim("POST", f"/sim/devices/{did}/online", json={"online": False})
+    await rig.advance(10 * 60)
+    await household.status(rig.auth, dryer)  # young enough: still the stored state
+    assert await status_calls(rig, did) == 1
+    await rig.advance(6 * 60)
+    with pytest.raises(DeviceOffline):  # 16 minutes: LG is asked, and says offline
+        await household.status(rig.auth, dryer)
+    assert await status_calls(rig, did) == 2
+
+
+async def test_a_device_found_offline_is_not_answered_from_its_stored_state(
+    subscribed: Rig,
+) -> None:
+    rig = subscribed
+    household = rig.household(state_max_age_seconds=900)
+    dryer = await appliance(rig, household, "Dryer")
+    await household.status(rig.auth, dryer)
+    await household.mark_unreachable(dryer.device_id)  # e.g. v2 status answered 1222
+    offline = f"/sim/devices/{dryer.device_id}/online"
+    await rig.simulator.sim("POST", offline, json={"online": False})
+    with pytest.raises(DeviceOffline):
+        await household.status(rig.auth, dryer)

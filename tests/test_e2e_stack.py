@@ -292,3 +292,111 @@ def test_how_is_everything_at_home_in_one_lg_call(stack):
         assert part in reply, (part, reply)
     paths = [c["path"] for c in sim(stack, "GET", "/sim/calls").json()]
     assert paths == ["/v2/devices/status-async"], paths
+
+
+def test_turn_off_all_the_air_conditioners(stack):
+    sim(stack, "POST", "/sim/reset")
+    sender = f"e2e-acs-{uuid.uuid4().hex[:8]}"
+    reply = texts(say(stack, "turn off all the air conditioners", sender))
+    assert "Bedroom AC" in reply and "Living Room AC" in reply, reply
+    assert "confirmed" in reply, reply
+    power = {
+        alias: d["state"]["operation.airConOperationMode"]
+        for alias, d in sim_devices(stack).items()
+        if d["deviceType"] == "DEVICE_AIR_CONDITIONER"
+    }
+    assert power == {"Bedroom AC": "POWER_OFF", "Living Room AC": "POWER_OFF"}
+
+
+def becon_facilities(stack: Stack) -> dict[str, dict]:
+    listed = sim(stack, "GET", "/sim/becon/facilities").json()
+    return {entry["name"]: entry["state"] for entry in listed}
+
+
+def test_a_building_manager_by_chat(stack):
+    sim(stack, "POST", "/sim/reset")
+    sender = f"e2e-becon-{uuid.uuid4().hex[:8]}"
+    reply = texts(say(stack, "turn on the meeting room 3F unit", sender))
+    assert reply == "Turned on Meeting Room 3F.", reply
+    reply = texts(say(stack, "set the lobby to 23 degrees", sender))
+    assert reply == "Done: Lobby is now set to 23 °C.", reply
+    reply = texts(say(stack, "switch office 2F to heating", sender))
+    assert reply == "Done: Office 2F is now heating.", reply
+    reply = texts(say(stack, "set the ventilation fan to high", sender))
+    assert reply == "Done: Ventilation 1 is now on fan speed high.", reply
+    reply = texts(say(stack, "what's the temperature in office 2F", sender))
+    assert reply == "Office 2F is at 24.5 °C, set to 23 °C.", reply
+    reply = texts(say(stack, "is the lobby purifier on?", sender))
+    assert reply == "Lobby Purifier is on, fan speed auto.", reply
+    state = becon_facilities(stack)
+    assert state["Meeting Room 3F"]["power"] == "ON"
+    assert state["Lobby"]["setTemperature"] == 23
+    assert state["Office 2F"]["operationMode"] == "HEAT"
+    assert state["Ventilation 1"]["fanSpeed"] == "HIGH"
+    assert state["Lobby Purifier"] == {"power": "ON", "fanSpeed": "AUTO"}
+
+
+def test_all_indoor_units_at_headquarters_after_a_yes(stack):
+    sim(stack, "POST", "/sim/reset")
+    sender = f"e2e-becon-all-{uuid.uuid4().hex[:8]}"
+    before = becon_facilities(stack)
+    reply = texts(say(stack, "turn off all indoor units at headquarters", sender))
+    assert reply == (
+        "This will turn off 2 facilities at Headquarters: Lobby (on → off); "
+        "Office 2F (on → off). Already off: Meeting Room 3F. Go ahead?"
+    ), reply
+    assert becon_facilities(stack) == before
+    reply = texts(say(stack, "yes", sender))
+    assert reply == "Turned off Lobby and Office 2F. Both confirmed.", reply
+    state = becon_facilities(stack)
+    assert {n: state[n]["power"] for n in ("Lobby", "Office 2F", "Meeting Room 3F")} == {
+        "Lobby": "OFF",
+        "Office 2F": "OFF",
+        "Meeting Room 3F": "OFF",
+    }
+    assert state["Lobby Purifier"]["power"] == "ON"
+
+
+def test_a_building_value_out_of_range_is_explained(stack):
+    sim(stack, "POST", "/sim/reset")
+    before = becon_facilities(stack)
+    reply = texts(say(stack, "set the lobby to 35 degrees", f"e2e-becon-{uuid.uuid4().hex[:8]}"))
+    assert reply == (
+        "The building system refused to set Lobby's set temperature 35 °C: "
+        "set temperature 35 is outside 16 to 30. Nothing was changed."
+    ), reply
+    assert becon_facilities(stack) == before
+
+
+def test_the_action_server_is_ready_and_shows_its_metrics(stack):
+    base = f"http://127.0.0.1:{stack.ports.actions}"
+    assert httpx.get(f"{base}/ready", timeout=10).json() == {"status": "ready"}
+    say(stack, "turn on express mode on my fridge")
+    answer = httpx.get(f"{base}/metrics", timeout=10)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    lines = answer.text.splitlines()
+    runs = [
+        line
+        for line in lines
+        if line.startswith('assistant_action_runs_total{action="action_control_device"')
+    ]
+    assert runs and 'outcome="ok"' in runs[0], runs
+    assert any(
+        line.startswith('assistant_action_seconds_bucket{action="action_control_device"')
+        for line in lines
+    )
+    assert any(line.startswith("lg_calls_total{") for line in lines)
+    assert any(line.startswith('lg_circuit_open{circuit="thinq"} 0') for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("text", "start"),
+    [
+        ("세탁기 언제 끝나?", "죄송합니다."),
+        ("включи кондиционер", "Sorry, I only understand English"),
+    ],
+)
+def test_another_language_gets_a_polite_english_only(stack, text, start):
+    reply = texts(say(stack, text))
+    assert reply.startswith(start), reply

@@ -327,3 +327,27 @@ def test_event_settings_defaults_and_checks() -> None:
     ):
         with pytest.raises(SettingsError):
             load_event_settings(bad)
+
+
+async def test_a_device_added_to_the_account_is_covered_at_the_next_pass(linked: Rig) -> None:
+    rig = linked
+    renewer = rig.renewer("worker-1")
+    await renewer.run_once()
+    before = await rig.subscriptions.get("demo")
+    assert before is not None
+    added = await rig.simulator.sim(
+        "POST", "/sim/devices", json={"deviceType": "DEVICE_WASHER", "alias": "Garage Washer"}
+    )
+    assert added.status_code == 201, added.text
+    new_id = added.json()["device"]["deviceId"]
+    assert new_id not in await rig.subscribed()
+    # The connector's worker plans DEVICE_REGISTERED and asks for an early renewal.
+    await wait_for(lambda: rig.subscriptions.renewal_requested("demo"))
+    await rig.advance(60)
+    assert (await renewer.run_once()).subscribed == ["demo"]
+    assert new_id in await rig.subscribed()
+    assert await rig.event_calls() == 2
+    after = await rig.subscriptions.get("demo")
+    assert after is not None and after.subscribed_at == before.subscribed_at  # unbroken
+    assert not await rig.subscriptions.renewal_requested("demo")
+    assert (await renewer.run_once()).subscribed == []  # done: not due again

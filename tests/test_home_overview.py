@@ -8,13 +8,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from rasa_sdk.executor import CollectingDispatcher
 
 from actions.actions import ActionHomeOverview
 from assistant.runtime import Runtime, use_runtime
 from assistant.settings import demo_callback_secret
+from assistant.storage.device_states import DeviceStateRepository
 from connector.service import ConnectorService, Roles
 from tests.conftest import RunningSimulator
-from tests.test_actions import run, said
+from tests.test_actions import run, said, tracker
 
 
 @pytest.fixture
@@ -73,3 +75,41 @@ async def test_an_offline_device_is_said_to_be_offline(simulator, home) -> None:
     [(response, params)] = said(messages)
     assert response == "utter_home_overview"
     assert "Dryer (offline)" in params["summary"]
+
+
+async def test_a_device_found_offline_loses_its_stored_state(simulator, home) -> None:
+    dryer_id = (await simulator.devices())["Dryer"]["deviceId"]
+    states = DeviceStateRepository(home.storage.engine)
+    session = await home.session_for("user-1", None)
+    assert session is not None
+    dryer = next(
+        a
+        for a in await home.household.appliances(session.thinq_user, session.auth)
+        if a.device_id == dryer_id
+    )
+    await home.household.status(session.auth, dryer)  # a whole state is stored
+    stored = await states.get(dryer_id)
+    assert stored is not None and not stored.stale
+    await simulator.sim("POST", f"/sim/devices/{dryer_id}/online", json={"online": False})
+    messages, _ = await run(ActionHomeOverview(), "home_overview")
+    assert "Dryer (offline)" in said(messages)[0][1]["summary"]
+    stored = await states.get(dryer_id)
+    assert stored is not None and stored.stale
+
+
+async def test_refresh_my_devices_reads_the_device_list_again(simulator, home) -> None:
+    await run(ActionHomeOverview(), "home_overview")  # the device list is cached now
+    added = await simulator.sim(
+        "POST", "/sim/devices", json={"deviceType": "DEVICE_DRYER", "alias": "Garage Dryer"}
+    )
+    assert added.status_code == 201, added.text
+    await simulator.sim("DELETE", "/sim/calls")
+    dispatcher = CollectingDispatcher()
+    refresh = tracker("home_overview")
+    refresh.latest_message["text"] = "refresh my devices"
+    await ActionHomeOverview().run(dispatcher, refresh, {})
+    assert "Garage Dryer (off)" in said(dispatcher.messages)[0][1]["summary"]
+    # The list itself was read from LG again (not only the states).
+    # (The building side may list its BECON site on a first turn: ThinQ calls only here.)
+    paths = [c["path"] for c in await lg_calls(simulator) if not c["path"].startswith("/tms/")]
+    assert paths[0] == "/devices" and "/v2/devices/status-async" in paths, paths

@@ -19,6 +19,7 @@ from sqlalchemy.orm import sessionmaker
 
 from assistant.storage.accounts import Account, AccountRepository
 from assistant.storage.alexa_inbox import AlexaInboxRepository
+from assistant.storage.building_links import BuildingLinkRepository
 from assistant.storage.crypto import TokenCipher, TokenDecryptError, TokenKeyError
 from assistant.storage.db import create_engine, create_schema, session_factory
 from assistant.storage.device_cache import DeviceCacheRepository, DeviceRecord
@@ -34,6 +35,7 @@ __all__ = [
     "Account",
     "AccountRepository",
     "AlexaInboxRepository",
+    "BuildingLinkRepository",
     "DeviceCacheRepository",
     "DeviceRecord",
     "LinkRequestRepository",
@@ -63,6 +65,7 @@ class Storage:
     link_requests: LinkRequestRepository = field(repr=False)
     pending_links: PendingLinkRepository = field(repr=False)
     widget_messages: WidgetMessageRepository = field(repr=False)
+    building_links: BuildingLinkRepository = field(repr=False)
 
     @classmethod
     async def open(cls, settings: Settings, *, cipher: TokenCipher | None = None) -> Storage:
@@ -95,6 +98,7 @@ class Storage:
             link_requests=LinkRequestRepository(sessions),
             pending_links=PendingLinkRepository(sessions, cipher),
             widget_messages=WidgetMessageRepository(engine),
+            building_links=BuildingLinkRepository(sessions),
         )
 
     async def close(self) -> None:

@@ -13,7 +13,9 @@ When may a stored state answer "is the washer done?" instead of asking LG
   change reached us as an event merged into it; a row made from events alone never
   qualifies;
 * we have not controlled the device since without an event telling us the result
-  (``stale``).
+  (``stale``), nor found it offline (a device that goes offline sends no events);
+* the whole state was read within ``max_age`` (``EVENT_STATE_MAX_AGE_SECONDS``): an
+  offline device is silent, so it is asked of LG now and then.
 
 Writers: :meth:`DeviceStateRepository.merge_event` (the connector's receiver, for every
 status event: a deep merge, i.e. the report's flat keys replace the stored ones),
@@ -43,6 +45,7 @@ from assistant.storage.db import write_transaction
 from assistant.storage.models import (
     CachedDevice,
     DeviceState,
+    EventRenewalRequest,
     EventSubscription,
     Lease,
     LinkedAccount,
@@ -54,6 +57,7 @@ _states = DeviceState.__table__
 _subs = EventSubscription.__table__
 _leases = Lease.__table__
 _accounts = LinkedAccount.__table__
+_renewals = EventRenewalRequest.__table__
 _cached = CachedDevice.__table__
 _results = PlacementResult.__table__
 
@@ -130,7 +134,11 @@ def _stored(row: Any) -> StoredState:
 
 
 def trusted(
-    stored: StoredState | None, subscription: Subscription | None, thinq_user: str, now: datetime
+    stored: StoredState | None,
+    subscription: Subscription | None,
+    thinq_user: str,
+    now: datetime,
+    max_age: timedelta | None = None,
 ) -> bool:
     """Whether ``stored`` may answer for the device now (the rules in the module doc)."""
     if stored is None or subscription is None or stored.thinq_user != thinq_user:
@@ -141,6 +149,8 @@ def trusted(
         return False
     if stored.full_at is None or stored.full_at < stored.covered_at:
         return False
+    if max_age is not None and stored.full_at < now - max_age:
+        return False  # an offline device is silent: read it from LG now and then
     return not stored.stale
 
 
@@ -179,8 +189,11 @@ class DeviceStateRepository:
             ).first()
         return _stored(row) if row is not None else None
 
-    async def lookup(self, thinq_user: str, device_id: str, now: datetime) -> Lookup:
-        """The device's state if :func:`trusted` now, and the row's version."""
+    async def lookup(
+        self, thinq_user: str, device_id: str, now: datetime, max_age: timedelta | None = None
+    ) -> Lookup:
+        """The device's state if :func:`trusted` now (read whole from LG within
+        ``max_age``), and the row's version."""
         _aware(now)
         async with self._engine.connect() as conn:
             row = (
@@ -193,7 +206,7 @@ class DeviceStateRepository:
             return Lookup(None, None)
         stored = _stored(row)
         subscription = _subscription(sub) if sub is not None else None
-        ok = trusted(stored, subscription, thinq_user, now)
+        ok = trusted(stored, subscription, thinq_user, now, max_age)
         return Lookup(stored.state if ok else None, stored.version)
 
     # --- writes --------------------------------------------------------------------------------
@@ -460,10 +473,11 @@ class EventSubscriptionRepository:
         expiry."""
         _aware(now)
         linked = exists().where(_accounts.c.thinq_user == _subs.c.thinq_user)
+        asked = exists().where(_renewals.c.thinq_user == _subs.c.thinq_user)
         query = (
             select(_subs)
             .where(
-                or_(_subs.c.expires_at.is_(None), _subs.c.expires_at <= now + margin),
+                or_(_subs.c.expires_at.is_(None), _subs.c.expires_at <= now + margin, asked),
                 or_(_subs.c.next_attempt_at.is_(None), _subs.c.next_attempt_at <= now),
                 linked,
             )
@@ -518,10 +532,49 @@ class EventSubscriptionRepository:
                 await conn.execute(
                     update(_subs).where(_subs.c.thinq_user == thinq_user).values(**values)
                 )
+            # A renewal asked for before this request is done by it (one asked for since,
+            # e.g. a device added meanwhile, stays for the next pass).
+            await conn.execute(
+                delete(_renewals).where(
+                    _renewals.c.thinq_user == thinq_user, _renewals.c.requested_at <= requested_at
+                )
+            )
             found = (
                 await conn.execute(select(_subs).where(_subs.c.thinq_user == thinq_user))
             ).first()
         return _subscription(found)
+
+    async def request_renewal(self, thinq_user: str, now: datetime) -> None:
+        """Renew ``thinq_user``'s subscription at the next pass (a device was added: LG's
+        event-async covers the devices there when it is requested)."""
+        _aware(now)
+        async with write_transaction(self._engine) as conn:
+            updated = await conn.execute(
+                update(_renewals)
+                .where(_renewals.c.thinq_user == thinq_user)
+                .values(requested_at=now)
+            )
+            if not updated.rowcount:
+                await conn.execute(
+                    _insert(self._engine)(_renewals)
+                    .values(thinq_user=thinq_user, requested_at=now)
+                    .on_conflict_do_nothing(index_elements=[_renewals.c.thinq_user])
+                )
+
+    async def renewal_requested(self, thinq_user: str) -> bool:
+        async with self._engine.connect() as conn:
+            found = await conn.execute(
+                select(_renewals.c.thinq_user).where(_renewals.c.thinq_user == thinq_user)
+            )
+            return found.first() is not None
+
+    async def forget(self, thinq_user: str) -> bool:
+        """Drop the user's subscription record (its last conversation was unlinked and LG
+        was told to stop); the renewer leaves the user alone from now on."""
+        async with write_transaction(self._engine) as conn:
+            await conn.execute(delete(_renewals).where(_renewals.c.thinq_user == thinq_user))
+            removed = await conn.execute(delete(_subs).where(_subs.c.thinq_user == thinq_user))
+        return bool(removed.rowcount)
 
     async def record_failure(
         self, thinq_user: str, error: str, next_attempt_at: datetime

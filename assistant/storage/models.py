@@ -14,7 +14,10 @@
 * ``widget_read_markers``: the last widget message each conversation has seen.
 * ``device_states``: each device's last known state, kept fresh by LG's status events.
 * ``event_subscriptions``: each ThinQ user's event subscription and its renewal.
+* ``event_renewal_requests``: users whose event subscription must be renewed early.
+* ``unconfirmed_controls``: commands whose outcome is unknown (checked before resending).
 * ``leases``: named leases (one event renewer across every worker process).
+* ``building_links``: which BECON site a chat sender may use, and in which role.
 
 Every timestamp is a timezone-aware UTC :class:`~datetime.datetime`, on SQLite as
 well as PostgreSQL (see :class:`UTCDateTime`).
@@ -90,6 +93,20 @@ class LinkedAccount(Base):
     # Fernet ciphertext of the ThinQ access token; never the token itself.
     token_ciphertext = Column(LargeBinary, nullable=False)
     token_expires_at = Column(UTCDateTime, nullable=True)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at = Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+
+class BuildingLink(Base):
+    """A chat sender's access to a BECON site: ``manager`` (status and control) or
+    ``occupant`` (status only). BECON authenticates our service, not the person, so this
+    grant is ours to keep; it holds no secret."""
+
+    __tablename__ = "building_links"
+
+    sender_id = Column(String(255), primary_key=True)
+    site_code = Column(String(64), nullable=False)
+    role = Column(String(16), nullable=False)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     updated_at = Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
 
@@ -358,6 +375,18 @@ class PlacementResult(Base):
     received_at = Column(UTCDateTime, nullable=False, default=utcnow)
 
 
+class UnconfirmedControl(Base):
+    """A command LG took but never confirmed (timeout, 5xx, 2209…): its outcome is unknown,
+    so the next command to the device checks the device's state before sending anything."""
+
+    __tablename__ = "unconfirmed_controls"
+
+    device_id = Column(String(255), primary_key=True)
+    thinq_user = Column(String(255), nullable=False)
+    changes = Column(JSON, nullable=False)  # flat key -> value the command asked for
+    sent_at = Column(UTCDateTime, nullable=False)
+
+
 class DeviceState(Base):
     """A device's last known state (flat keys), kept fresh by LG's status events.
 
@@ -409,6 +438,17 @@ class EventSubscription(Base):
     last_request_id = Column(String(128), nullable=True, index=True)
     last_request_at = Column(UTCDateTime, nullable=True)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class EventRenewalRequest(Base):
+    """A ThinQ user whose event subscription should be renewed at the renewer's next pass,
+    whatever its expiry: a device was added to the account, and LG's event-async covers
+    only the devices there at the time of the request."""
+
+    __tablename__ = "event_renewal_requests"
+
+    thinq_user = Column(String(255), primary_key=True)
+    requested_at = Column(UTCDateTime, nullable=False)
 
 
 class Lease(Base):
