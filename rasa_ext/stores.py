@@ -19,7 +19,8 @@ unset or empty                               ``InMemoryTrackerStore``
 ===========================================  ==========================================
 
 ``LOCK_STORE_URL``: unset or empty → ``InMemoryLockStore``; ``redis://host:6379/1`` →
-``RedisLockStore``. Anything else fails at startup with a :class:`StoreConfigError`.
+``AtomicRedisLockStore`` (Rasa's ``RedisLockStore`` with atomic ticket changes, see
+:mod:`rasa_ext.redis_lock`). Anything else fails at startup with a :class:`StoreConfigError`.
 Extra keys under the endpoint (``key_prefix``, ``record_exp``, ``login_db``…) are
 passed on to the chosen store; values in the URL take precedence.
 
@@ -42,7 +43,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 from rasa.core.brokers.broker import EventBroker
 from rasa.core.lock import TicketLock
-from rasa.core.lock_store import LOCK_LIFETIME, InMemoryLockStore, LockStore, RedisLockStore
+from rasa.core.lock_store import LOCK_LIFETIME, InMemoryLockStore, LockStore
 from rasa.core.tracker_store import (
     InMemoryTrackerStore,
     RedisTrackerStore,
@@ -53,6 +54,8 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import Event
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import EndpointConfig
+
+from rasa_ext.redis_lock import AtomicRedisLockStore
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +216,7 @@ def lock_store_from_url(url: str | None, **kwargs: Any) -> LockStore:
     if _scheme(url) in _REDIS_SCHEMES:
         options = _overlay(kwargs, _redis_kwargs(url, LOCK_STORE_URL_ENV, default_db=1))
         try:
-            return RedisLockStore(**options)
+            return AtomicRedisLockStore(**options)
         except ImportError as error:
             raise StoreConfigError(
                 f"{LOCK_STORE_URL_ENV}={redact_url(url)!r} needs a missing package: {error}"

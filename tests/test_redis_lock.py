@@ -1,0 +1,135 @@
+"""AtomicRedisLockStore on a real Redis: ticket changes made by several Rasa servers at
+once neither reuse a ticket nor drop one, and two servers never hold one conversation's
+lock together."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+from rasa.core.lock import TicketLock
+
+from rasa_ext.redis_lock import AtomicRedisLockStore
+
+pytestmark = pytest.mark.redis
+
+
+def new_store(url: str, prefix: str) -> AtomicRedisLockStore:
+    """One Rasa server's lock store (its own Redis connection pool)."""
+    parts = urlsplit(url)
+    return AtomicRedisLockStore(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 6379,
+        db=int(parts.path.lstrip("/") or 0),
+        key_prefix=prefix,
+    )
+
+
+@pytest.fixture
+def stores(redis_url: str, redis_key_prefix: str) -> Iterator[list[AtomicRedisLockStore]]:
+    made = [new_store(redis_url, redis_key_prefix) for _ in range(4)]
+    yield made
+    for store in made:
+        store.red.close()
+
+
+def test_tickets_issued_at_once_by_several_servers_are_all_distinct_and_kept(
+    stores: list[AtomicRedisLockStore],
+) -> None:
+    per_store = 25
+    with concurrent.futures.ThreadPoolExecutor(len(stores)) as pool:
+        issued = list(
+            pool.map(
+                lambda store: [store.issue_ticket("busy", 60) for _ in range(per_store)], stores
+            )
+        )
+    numbers = [n for batch in issued for n in batch]
+    assert sorted(numbers) == list(range(len(stores) * per_store))
+    lock = stores[0].get_lock("busy")
+    assert lock is not None
+    assert sorted(t.number for t in lock.tickets) == sorted(numbers)
+
+
+def test_a_change_by_another_server_between_read_and_write_is_not_overwritten(
+    stores: list[AtomicRedisLockStore],
+) -> None:
+    first, other = stores[0], stores[1]
+    first.issue_ticket("raced", 60)
+    original_get = first.get_lock
+    interfered = []
+
+    # The other server issues a ticket right after the first one has read the queue: the
+    # first one's write must be refused by Redis and the change redone on the new queue.
+    real_from_dict = TicketLock.from_dict
+
+    started = []
+
+    def from_dict_then_interfere(data: dict) -> TicketLock:
+        lock = real_from_dict(data)
+        if not started:
+            started.append(True)
+            interfered.append(other.issue_ticket("raced", 60))
+        return lock
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TicketLock, "from_dict", staticmethod(from_dict_then_interfere))
+        mine = first.issue_ticket("raced", 60)
+    assert interfered == [1]
+    assert mine == 2
+    assert sorted(t.number for t in original_get("raced").tickets) == [0, 1, 2]
+
+
+def test_cleanup_keeps_the_queue_when_a_ticket_was_issued_meanwhile(
+    stores: list[AtomicRedisLockStore],
+) -> None:
+    first, other = stores[0], stores[1]
+    ticket = first.issue_ticket("handover", 60)
+    waiting = other.issue_ticket("handover", 60)
+    first.cleanup("handover", ticket)
+    lock = other.get_lock("handover")
+    assert lock is not None and not lock.is_locked(waiting)
+    other.cleanup("handover", waiting)
+    assert other.get_lock("handover") is None
+
+
+async def test_two_servers_never_hold_one_conversations_lock_together(
+    stores: list[AtomicRedisLockStore],
+) -> None:
+    holding: list[int] = []
+    overlaps: list[tuple[int, ...]] = []
+    turns: list[int] = []
+
+    async def turn(server: int) -> None:
+        async with stores[server].lock("one-chat", lock_lifetime=30, wait_time_in_seconds=0.005):
+            holding.append(server)
+            if len(holding) > 1:
+                overlaps.append(tuple(holding))
+            await asyncio.sleep(0.01)
+            turns.append(server)
+            holding.remove(server)
+
+    await asyncio.gather(*(turn(i % len(stores)) for i in range(16)))
+    assert overlaps == []
+    assert len(turns) == 16
+    assert stores[0].get_lock("one-chat") is None
+
+
+def test_the_stores_prefix_keeps_conversations_of_other_deployments_apart(
+    redis_url: str, redis_key_prefix: str
+) -> None:
+    mine = new_store(redis_url, redis_key_prefix)
+    theirs = new_store(redis_url, redis_key_prefix + "other")
+    try:
+        assert mine.issue_ticket("shared-id", 60) == 0
+        assert theirs.issue_ticket("shared-id", 60) == 0
+        client = redis.Redis.from_url(redis_url)
+        assert client.exists(f"{redis_key_prefix}:lock:shared-id")
+        client.close()
+    finally:
+        theirs.delete_lock("shared-id")
+        mine.red.close()
+        theirs.red.close()
