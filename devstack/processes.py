@@ -105,6 +105,10 @@ class Stack:
             # rasa_sdk binds to SANIC_HOST (default 0.0.0.0); the demo stays on loopback.
             "SANIC_HOST": os.environ.get("SANIC_HOST", "127.0.0.1"),
             "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
+            # How long a Rasa server that died mid-turn keeps its conversation locked
+            # (Rasa's default is 60 s); our turns end well within it (LG calls time out
+            # after 5 s). See the README's Scaling out.
+            "TICKET_LOCK_LIFETIME": os.environ.get("TICKET_LOCK_LIFETIME", "30"),
         }
         env.update(self.env)
         return env
@@ -177,21 +181,50 @@ class Stack:
         try:
             for proc in self.processes:
                 proc.log_path = logs / f"{proc.name}.log"
-                with proc.log_path.open("ab") as log:
-                    proc.popen = subprocess.Popen(
-                        proc.command,
-                        cwd=ROOT,
-                        env={**env, **proc.env},
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,  # so stop() can end its whole process group
-                    )
+                self._launch(proc, env)
             deadline = time.monotonic() + timeout_seconds
             for proc in self.processes:
                 self._wait_ready(proc, deadline)
         except BaseException:
             self.stop()
             raise
+
+    @staticmethod
+    def _launch(proc: Process, env: dict[str, str]) -> None:
+        assert proc.log_path is not None
+        with proc.log_path.open("ab") as log:
+            proc.popen = subprocess.Popen(
+                proc.command,
+                cwd=ROOT,
+                env={**env, **proc.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # so stop() can end its whole process group
+            )
+
+    def process(self, name: str) -> Process:
+        found = [p for p in self.processes if p.name == name]
+        if not found:
+            raise KeyError(f"no process {name!r} in this stack")
+        return found[0]
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """End one process the hard way (a crash, for the load test), and reap it."""
+        proc = self.process(name)
+        assert proc.popen is not None
+        try:
+            os.killpg(proc.popen.pid, sig)
+        except ProcessLookupError:
+            pass
+        proc.popen.wait(timeout=15)
+
+    def restart(self, name: str, timeout_seconds: float = 180.0) -> None:
+        """Start a process that was killed again, with the same command, and wait for it."""
+        proc = self.process(name)
+        if proc.popen is not None and proc.popen.poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        self._launch(proc, self.child_env())
+        self._wait_ready(proc, time.monotonic() + timeout_seconds)
 
     def _wait_ready(self, proc: Process, deadline: float) -> None:
         assert proc.popen is not None

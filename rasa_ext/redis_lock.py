@@ -10,13 +10,23 @@ another server joined it, which then fails with ``LockError``.
 Here every read-change-write runs in a Redis optimistic transaction (WATCH the key, MULTI,
 EXEC, retried by redis-py when another client changed the key in between), so issuing,
 expiring, finishing and deleting are each one step as far as the other servers see.
+
+A ticket's lifetime also counts from its last sign of life, not from when it was issued:
+while a server waits its turn it renews its ticket at every look, and again when it gets
+the lock. Rasa counts from the issue, so when a server died holding a conversation, the
+messages queued behind the dead ticket used up their own lifetimes waiting for it to
+expire, and were then dropped from the queue and answered with a LockError (HTTP 500) or
+waited forever. Now a dead server's ticket ends one lifetime (``TICKET_LOCK_LIFETIME``)
+after it was last renewed and the living ones go on in order.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable
-from typing import Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 from rasa.core.lock import TicketLock
 from rasa.core.lock_store import LOCK_LIFETIME, LockError, RedisLockStore
@@ -29,6 +39,11 @@ Change = Callable[[Optional[TicketLock]], tuple[Optional[TicketLock], Result]]  
 
 class AtomicRedisLockStore(RedisLockStore):
     """``RedisLockStore`` whose ticket queue changes cannot interleave."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # The lifetime each of this process's tickets was issued with, to renew it by.
+        self._lifetimes: dict[tuple[str, int], float] = {}
 
     def _change(self, conversation_id: str, change: Change) -> Result:
         key = self.key_prefix + conversation_id
@@ -52,9 +67,37 @@ class AtomicRedisLockStore(RedisLockStore):
             return lock, lock.issue_ticket(lock_lifetime)
 
         try:
-            return self._change(conversation_id, issue)
+            ticket = self._change(conversation_id, issue)
         except Exception as error:  # the base class's contract: any failure is a LockError
             raise LockError(f"Error while acquiring lock. Error:\n{error}") from error
+        self._lifetimes[(conversation_id, ticket)] = lock_lifetime
+        return ticket
+
+    async def _acquire_lock(
+        self, conversation_id: str, ticket: int, wait_time_in_seconds: float
+    ) -> TicketLock:
+        lifetime = self._lifetimes.get((conversation_id, ticket), LOCK_LIFETIME)
+
+        def renew_and_expire(
+            lock: TicketLock | None,
+        ) -> tuple[TicketLock | None, TicketLock | None]:
+            """Renew our ticket and drop expired ones; the queue, or None when ours is gone."""
+            if lock is None:
+                return None, None
+            mine = [t for t in lock.tickets if t.number == ticket]
+            for held in mine:
+                held.expires = time.time() + lifetime
+            lock.remove_expired_tickets()
+            return lock, (lock if mine else None)
+
+        while True:
+            lock = self._change(conversation_id, renew_and_expire)
+            if lock is None:
+                # Only a process stalled for a whole lifetime loses its place.
+                raise LockError(f"Could not acquire lock for conversation_id '{conversation_id}'.")
+            if not lock.is_locked(ticket):
+                return lock
+            await asyncio.sleep(wait_time_in_seconds)
 
     def update_lock(self, conversation_id: str) -> None:
         def expire(lock: TicketLock | None) -> tuple[TicketLock | None, None]:
@@ -73,6 +116,8 @@ class AtomicRedisLockStore(RedisLockStore):
         self._change(conversation_id, finish)
 
     def cleanup(self, conversation_id: str, ticket_number: int) -> None:
+        self._lifetimes.pop((conversation_id, ticket_number), None)
+
         # Finishing and deleting the emptied queue in one step: a ticket issued in between
         # keeps the queue alive.
         def finish_and_drop_if_empty(lock: TicketLock | None) -> tuple[TicketLock | None, None]:

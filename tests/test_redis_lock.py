@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -133,3 +134,24 @@ def test_the_stores_prefix_keeps_conversations_of_other_deployments_apart(
         theirs.delete_lock("shared-id")
         mine.red.close()
         theirs.red.close()
+
+
+async def test_turns_queued_behind_a_dead_servers_ticket_go_on_in_order(
+    stores: list[AtomicRedisLockStore],
+) -> None:
+    # A server took a ticket and died: nobody will finish it; it must expire, and the turns
+    # queued behind it, which wait longer than their own lifetime, must keep their places.
+    dead, live = stores[0], stores[1]
+    dead.issue_ticket("crashed", 0.6)
+    served: list[str] = []
+
+    async def turn(name: str) -> None:
+        async with live.lock("crashed", lock_lifetime=0.6, wait_time_in_seconds=0.05):
+            served.append(name)
+            await asyncio.sleep(0.4)
+
+    started = time.monotonic()
+    await asyncio.gather(turn("first"), turn("second"), turn("third"))
+    assert served == ["first", "second", "third"]
+    assert time.monotonic() - started >= 0.6 + 3 * 0.4  # the dead ticket held until it expired
+    assert live.get_lock("crashed") is None

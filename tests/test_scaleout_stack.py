@@ -3,10 +3,12 @@ the shared PostgreSQL tracker store and Redis lock store, two connectors whose w
 share one Redis stream. A conversation whose turns alternate between the two Rasa
 processes stays consistent (its pending question and last request travel with it), two
 messages of one conversation arriving at both at once are both answered and recorded, and
-a push with two delivery workers reaches its user exactly once."""
+a push with two delivery workers reaches its user exactly once, also while a Rasa server
+and a delivery worker are killed and restarted under load."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import time
 import uuid
@@ -16,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.loadtest import LoadPlan, LoadRun
 from devstack.processes import Ports
 from devstack.scaleout import ScaleOutStack, ScalePorts
 from devstack.training import ensure_model
@@ -123,3 +126,30 @@ def test_a_push_reaches_its_user_once_with_two_workers(scaled: ScaleOutStack) ->
     texts = [m.get("text", "") for m in httpx.get(sink, params={"sender": sender}).json()]
     # Three pushes (three LG message ids), each told exactly once.
     assert sum("finished washing" in t for t in texts) == 3, texts
+
+
+def test_load_with_a_rasa_server_and_a_worker_killed_and_restarted(
+    scaled: ScaleOutStack,
+) -> None:
+    """The load test's kill run at a small size (``python -m devstack.loadtest`` runs it at
+    200 conversations): every subscriber gets every push exactly once although a delivery
+    worker died, and the only failed turns are the ones cut off inside the killed server.
+    Last in this module: it leaves the restarted processes behind."""
+    httpx.post(f"http://127.0.0.1:{scaled.ports.simulator}/sim/reset", timeout=10)
+    plan = LoadPlan(
+        conversations=8, turns=6, subscriber_every=2, push_rate=2, kill=True, think_seconds=0.1
+    )
+    report = asyncio.run(LoadRun(scaled, plan).run())
+    assert report.pushes > 0 and report.subscribers == 4
+    assert (report.lost, report.duplicated) == (0, 0), report.rows()
+    assert report.delivered == report.subscribers * report.pushes
+    assert set(report.errors) <= {"cut off by the kill"}, report.errors
+    assert report.turns + sum(report.errors.values()) == 8 * 6 - 4  # subscribers' 1st turn
+    assert report.killed == ["rasa-2", "connector-2"]
+    # Both restarted processes serve again.
+    assert "Done" in say(
+        scaled.scale.rasa, f"after-{uuid.uuid4().hex[:6]}", "set the bedroom AC to 23"
+    )
+    assert (
+        httpx.get(f"http://127.0.0.1:{scaled.scale.connector}/health", timeout=5).status_code == 200
+    )
