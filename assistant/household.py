@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -41,6 +42,29 @@ class Appliance:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# Parsed profiles by device and fetch time (a refetched profile gets a new key). Every turn
+# reads the household's devices; parsing all their profiles each time was most of a turn's
+# CPU under load. DeviceProfile is immutable, so one parse serves every turn.
+_PARSED_PROFILES: OrderedDict[tuple[str, datetime], DeviceProfile] = OrderedDict()
+_PARSED_PROFILES_MAX = 4096
+
+
+def _parsed_profile(record: DeviceRecord) -> DeviceProfile:
+    assert record.profile is not None
+    if record.profile_fetched_at is None:  # no version to key it by
+        return parse_profile(record.profile)
+    key = (record.device_id, record.profile_fetched_at)
+    parsed = _PARSED_PROFILES.get(key)
+    if parsed is None:
+        parsed = parse_profile(record.profile)  # ProfileError is not cached: logged each time
+        _PARSED_PROFILES[key] = parsed
+        while len(_PARSED_PROFILES) > _PARSED_PROFILES_MAX:
+            _PARSED_PROFILES.popitem(last=False)
+    else:
+        _PARSED_PROFILES.move_to_end(key)
+    return parsed
 
 
 class HouseholdService:
@@ -76,6 +100,12 @@ class HouseholdService:
     async def appliances(
         self, thinq_user: str, auth: ThinQAuth, *, force_refresh: bool = False
     ) -> list[Appliance]:
+        if not force_refresh:
+            # Nearly every turn finds the cache fresh: it need not queue behind the others
+            # of this household for the refresh lock.
+            fresh = await self._fresh_records(thinq_user)
+            if fresh is not None:
+                return [self._appliance(r) for r in fresh]
         lock = self._refresh_locks.setdefault(thinq_user, asyncio.Lock())
         async with lock:
             refreshed_at = await self._cache.list_refreshed_at(thinq_user)
@@ -119,6 +149,14 @@ class HouseholdService:
                 records = await self._cache.list_devices(thinq_user)
         return [self._appliance(r) for r in records]
 
+    async def _fresh_records(self, thinq_user: str) -> list[DeviceRecord] | None:
+        """The cached devices if neither the list nor any profile needs fetching."""
+        refreshed_at = await self._cache.list_refreshed_at(thinq_user)
+        if refreshed_at is None or _now() - refreshed_at > self._list_ttl:
+            return None
+        records = await self._cache.list_devices(thinq_user)
+        return None if any(self._profile_stale(r) for r in records) else records
+
     def _profile_stale(self, record: DeviceRecord) -> bool:
         return record.profile is None or (
             record.profile_fetched_at is None
@@ -135,7 +173,7 @@ class HouseholdService:
         profile = None
         if record.profile is not None:
             try:
-                profile = parse_profile(record.profile)
+                profile = _parsed_profile(record)
             except ProfileError as exc:
                 logger.warning("profile of %s unreadable: %s", record.device_id, exc)
         return Appliance(

@@ -6,6 +6,7 @@ profile; the dialogue code only asks these tables questions.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import functools
 from dataclasses import dataclass, field
@@ -17,6 +18,9 @@ import yaml
 from lgcloud.profile import DeviceProfile, PropertySpec
 
 DATA_DIR = Path(__file__).parent / "data"
+# How alike a feature name the NLU did not know must be to a known one to count as its
+# typo (difflib's ratio; "expres mode" ~ "express mode" is 0.96, "fan mode" ~ "fan speed" 0.59).
+_TYPO_RATIO = 0.84
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,20 @@ class Vocabulary:
         return DeviceType(code=code, name=name, words=(name,))
 
     def feature(self, key: str | None) -> Feature | None:
-        return self.features.get(key) if key else None
+        """The feature an entity value names: a key ("express_mode"), or when the NLU met a
+        misspelling it has no synonym for ("expres mode"), the key or label it is a typo of."""
+        if not key:
+            return None
+        known = self.features.get(key)
+        if known is not None:
+            return known
+        names: dict[str, Feature] = {}
+        for feature_key, feature in self.features.items():
+            names[feature_key.replace("_", " ")] = feature
+            names[feature.label.lower()] = feature
+        said = " ".join(key.lower().replace("_", " ").split())
+        close = difflib.get_close_matches(said, list(names), n=1, cutoff=_TYPO_RATIO)
+        return names[close[0]] if close else None
 
     def feature_of(self, prop: PropertySpec) -> Feature | None:
         return next((f for f in self.features.values() if f.matches(prop)), None)

@@ -255,13 +255,39 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     return value
 
 
+# Where Alexa sends an object, a request must have an object or nothing: the channel reads
+# these with ``(... or {}).get(...)``.
+_OBJECTS = (
+    ("session",),
+    ("session", "application"),
+    ("session", "user"),
+    ("session", "attributes"),
+    ("context",),
+    ("context", "System"),
+    ("context", "System", "application"),
+    ("context", "System", "user"),
+    ("request", "intent"),
+)
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
     try:
         parsed = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:
+        # ValueError: not JSON, not UTF-8, or an integer over Python's 4300 digits;
+        # RecursionError: nested deeper than Python's parser goes.
         raise VerificationError("the body is not valid JSON") from error
     if not isinstance(parsed, dict) or not isinstance(parsed.get("request"), dict):
         raise VerificationError("the body is not an Alexa request")
+    for path in _OBJECTS:
+        value: Any = parsed
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None and not isinstance(value, dict):
+            raise VerificationError(f"the body is not an Alexa request ({'.'.join(path)})")
+    name = (parsed["request"].get("intent") or {}).get("name")
+    if name is not None and not isinstance(name, str):
+        raise VerificationError("the body is not an Alexa request (request.intent.name)")
     return parsed
 
 

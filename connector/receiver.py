@@ -14,9 +14,11 @@
     * LG registers a URL and cannot add headers, so the shared secret is the registered
       URL's ``secret`` query parameter, compared in constant time. Missing or wrong:
       401 ``{"error": "unauthorized", "reason": ...}``.
-    * Body: at most 64 KiB (413), JSON (400), a callback we accept (400 with the parser's
-      reason), about a device or user we know (404 ``unknown_device``). None of these
-      stores anything.
+    * Body: at most 64 KiB (413), JSON (400; also for nesting deeper than the parser goes
+      and integers too long for Python to read), nothing the databases cannot keep (400: a
+      NUL or a lone surrogate in a string, NaN or an infinity), a callback we accept (400
+      with the parser's reason), about a device or user we know (404 ``unknown_device``).
+      None of these stores anything.
     * Otherwise the callback is stored, and only once that is committed the answer is
       200 ``{"status": "accepted", "messageId": ...}``; a message id stored before gets
       200 ``{"status": "duplicate", ...}`` and queues nothing (LG retried; the user is
@@ -45,7 +47,9 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import random
+import re
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -190,6 +194,31 @@ class CallbackIntake:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unstorable(body: Any) -> str | None:
+    """Why the databases cannot keep ``body`` (None: they can): a NUL character or a lone
+    surrogate (``"\\u0000"``, ``"\\ud800"``) in a text column, NaN or an infinity (Python
+    reads ``NaN``, ``Infinity`` and ``1e999``) in a JSON one. Refused up front with a 400,
+    such a callback would otherwise get a 503 on every retry."""
+    pending = [body]
+    while pending:  # iterative: the body may be nested as deep as the parser allows
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value or _SURROGATE.search(value):
+                return "the body holds a NUL character or an unpaired surrogate"
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return "the body holds NaN or an infinite number"
+        elif isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return None
+
+
 def _problem(status: int, error: str, reason: str) -> web.Response:
     return web.json_response({"error": error, "reason": reason}, status=status)
 
@@ -242,8 +271,12 @@ class CallbackReceiver:
             return _problem(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
         try:
             body: Any = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        # ValueError: also an integer of more than 4300 digits; RecursionError: deep nesting
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError):
             return _problem(400, "bad_request", "the body is not valid JSON")
+        unstorable = _unstorable(body)
+        if unstorable is not None:
+            return _problem(400, "bad_request", unstorable)
         # Answers a turn is waiting for (v2 placement, by requestId), then status events
         # (merged into the device's state): both stored at once, never queued for delivery.
         special: tuple[tuple[str, Any, Any], ...] = (

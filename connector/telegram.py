@@ -151,7 +151,9 @@ class TelegramInput(InputChannel):
         expected = self._settings.webhook_secret
         if not presented or not expected:
             return False
-        return hmac.compare_digest(presented.encode(), expected.encode())
+        # Sanic decodes header bytes that are not UTF-8 as lone surrogates (surrogateescape):
+        # encoded back the same way, they compare as the bytes that came instead of raising.
+        return hmac.compare_digest(presented.encode(errors="surrogateescape"), expected.encode())
 
     def _seen(self, update_id: int) -> bool:
         """True if this update came before: Telegram resends what it thinks failed."""

@@ -77,7 +77,12 @@ def command_text(text: str) -> str:
 
 
 def parse_update(raw: bytes) -> Update | Problem:
-    body = json_object(raw)
+    try:
+        body = json_object(raw)
+    except (ValueError, RecursionError):
+        # What json_object lets through: an integer over Python's 4300 digits (ValueError)
+        # and nesting deeper than its recursion limit.
+        return Problem(400, "body is not valid JSON")
     if isinstance(body, Problem):
         return body
     update_id = _int(body.get("update_id"))

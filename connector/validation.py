@@ -32,7 +32,9 @@ def json_object(raw: bytes) -> dict[str, Any] | Problem:
         return Problem(413, f"body larger than {MAX_BODY_BYTES} bytes")
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
+        # ValueError: also bad UTF-8 and an integer over Python's 4300 digits;
+        # RecursionError: nesting deeper than the parser goes.
         return Problem(400, "body is not valid JSON")
     if not isinstance(body, dict):
         return Problem(400, "body must be a JSON object")

@@ -46,6 +46,9 @@ from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
+from websockets.datastructures import Headers
+from websockets.http11 import Request as HandshakeRequest
+from websockets.server import ServerConnection
 
 from assistant.settings import WidgetSettings, load_database_url, load_widget_settings
 from connector.validation import MAX_MESSAGE_CHARS
@@ -71,6 +74,7 @@ RATE_WINDOW_SECONDS = 10.0
 RATE_MAX_MESSAGES = 15
 TURN_FAILED = "Sorry, something went wrong on my side. Please try again."
 TOO_FAST = "You're sending messages faster than I can answer. Please wait a moment."
+NOT_TEXT = "a message must be text without NUL or unpaired surrogate characters"
 
 CLOSE_PROTOCOL = 4400
 CLOSE_TOKEN = 4401
@@ -276,6 +280,17 @@ class WidgetInput(InputChannel):
         async def notify(request: Request) -> HTTPResponse:
             return await self._notify(request, missing)
 
+        @hook.middleware("request")
+        async def not_a_handshake(request: Request) -> HTTPResponse | None:
+            # Sanic 21.12 answers a request to a WebSocket route that is no valid opening
+            # handshake (a plain GET, say) with a logged 500: its rejection breaks on
+            # websockets 10. Checked here with websockets' own rules, it is a 4xx.
+            route = request.route
+            if route is None or not getattr(route.ctx, "websocket", False):
+                return None
+            problem = _handshake_problem(request)
+            return None if problem is None else _problem(problem[0], "bad_handshake", problem[1])
+
         @hook.websocket("/ws")
         async def socket(request: Request, ws: Any) -> None:
             await self._session(request, ws, on_new_message, missing)
@@ -332,6 +347,8 @@ class WidgetInput(InputChannel):
             raise Refused(CLOSE_PROTOCOL, "the connection closed before it said hello") from None
         if first is None:
             raise Refused(CLOSE_NO_HELLO, "no hello within 10 seconds")
+        if _oversized(first):
+            raise Refused(CLOSE_PROTOCOL, f"a frame must be at most {MAX_FRAME_BYTES} bytes")
         hello = _json_object(first)
         if hello is None or hello.get("type") != "hello":
             raise Refused(CLOSE_PROTOCOL, 'the first message must be {"type": "hello", ...}')
@@ -369,6 +386,9 @@ class WidgetInput(InputChannel):
         turns: asyncio.Queue[tuple[str, str]],
         recent: list[float],
     ) -> None:
+        if _oversized(raw):
+            await _error(ws, f"a frame must be at most {MAX_FRAME_BYTES} bytes")
+            return
         frame = _json_object(raw)
         kind = frame.get("type") if frame else None
         if kind == "ping":
@@ -446,7 +466,8 @@ class WidgetInput(InputChannel):
             return _problem(503, "not_configured", f"the widget channel is off: {missing}")
         presented = request.headers.get("authorization", "")
         expected = f"Bearer {self.settings.notify_secret}"
-        if not hmac.compare_digest(presented.encode(), expected.encode()):
+        # Header bytes that are not UTF-8 come decoded as lone surrogates (surrogateescape).
+        if not hmac.compare_digest(presented.encode(errors="surrogateescape"), expected.encode()):
             log.info("widget notify refused a request without the right secret")
             return _problem(401, "unauthorized", "missing or wrong bearer secret")
         body = _json_object(request.body or b"")
@@ -462,10 +483,17 @@ class WidgetInput(InputChannel):
         buttons = body.get("buttons") or []
         if not isinstance(buttons, list) or not all(isinstance(b, dict) for b in buttons):
             return _problem(400, "bad_request", "buttons must be a list of objects")
-        try:
-            message = await self.hub.post(
-                sender_id, "bot", text, _buttons(buttons), key=key, proactive=True
+        shaped = _buttons(buttons)
+        strings = [sender_id, text, key, *(v for b in shaped for v in b.values())]
+        if not all(_storable(s) for s in strings):
+            return _problem(
+                400,
+                "bad_request",
+                "sender_id, text, key and buttons must be text without NUL or unpaired "
+                "surrogate characters",
             )
+        try:
+            message = await self.hub.post(sender_id, "bot", text, shaped, key=key, proactive=True)
         except ValueError as error:
             return _problem(400, "bad_request", str(error))
         except Exception as error:  # store down: the connector retries
@@ -476,11 +504,35 @@ class WidgetInput(InputChannel):
         )
 
 
+def _handshake_problem(request: Request) -> tuple[int, str] | None:
+    """(status, reason) when ``request`` is no valid WebSocket opening handshake."""
+    handshake = HandshakeRequest(request.path, Headers(request.headers.items()))
+    answer = ServerConnection(logger=log).accept(handshake)
+    if answer.status_code == 101:
+        return None
+    reason = (answer.body or b"").decode(errors="replace").strip().splitlines()
+    return answer.status_code, reason[0] if reason else "not a WebSocket handshake"
+
+
+def _storable(text: str) -> bool:
+    """Whether the message log can hold ``text``: PostgreSQL keeps no NUL character, and
+    neither database an unpaired surrogate (JSON may carry both, escaped)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _message(frame: dict[str, Any]) -> tuple[str | None, str, str]:
     """(problem, text, title) of a message frame."""
     text, title = frame.get("text"), frame.get("title")
     if not isinstance(text, str) or not text.strip():
         return "a message needs some text", "", ""
+    if not _storable(text) or (isinstance(title, str) and not _storable(title)):
+        return NOT_TEXT, "", ""
     if len(text) > MAX_MESSAGE_CHARS:
         return (
             f"That message is too long for me. Please keep it under {MAX_MESSAGE_CHARS} "
@@ -493,10 +545,17 @@ def _message(frame: dict[str, Any]) -> tuple[str | None, str, str]:
     return None, text.strip(), (title or "").strip()
 
 
+def _oversized(raw: str | bytes) -> bool:
+    # Checked here as well as by WEBSOCKET_MAX_SIZE: Sanic 21.12 reads that setting before
+    # our before_server_start listener sets it, so its own limit stays at 1 MiB.
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+    return size > MAX_FRAME_BYTES
+
+
 def _json_object(raw: str | bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
         return None
     return value if isinstance(value, dict) else None
 

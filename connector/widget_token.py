@@ -15,6 +15,7 @@ clock skew), a lifetime (exp - iat) over the configured maximum, and a subject o
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -112,7 +113,12 @@ def verify_token(
     except jwt.PyJWTError:
         raise TokenRejected("the sign-in token is malformed") from None
     issued, expires, subject = claims["iat"], claims["exp"], claims["sub"]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (issued, expires)):
+    if not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in (issued, expires)
+    ):
+        # Not finite: NaN compares false with everything, so it would pass every check
+        # below and the conversation would never expire.
         raise TokenRejected("the sign-in token's times are not numbers")
     if expires <= current - LEEWAY_SECONDS:
         raise TokenRejected("the sign-in token has expired")

@@ -11,7 +11,8 @@ robin, and a port whose connection is refused is skipped for a while (a request 
 never arrived is safe to send to the other one; a request cut off mid-way is an error,
 as it would be behind a proxy that does not retry POSTs).
 
-Each conversation runs its turns one after another: a mix of questions and control
+Conversations start evenly over ``--ramp-seconds`` (10); each runs its turns one after
+another, pausing up to 0.2 s between them: a mix of questions and control
 requests (``TURNS``). One conversation in ``--subscriber-every`` first asks to be told
 when the washer is done (on the callback channel, the only one here that carries
 messages the assistant starts); then the simulator pushes WASHING_IS_COMPLETE at
@@ -80,6 +81,9 @@ class LoadPlan:
     timeout_seconds: float = 180.0
     drain_seconds: float = 90.0
     think_seconds: float = 0.2
+    # Conversations start evenly over this many seconds (a load test's spawn rate), not
+    # all in the same instant.
+    ramp_seconds: float = 10.0
     seed: int = 7
 
 
@@ -89,6 +93,10 @@ class LoadReport:
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     control_latencies_ms: list[float] = field(default_factory=list)
+    # Turns of the conversations that receive the pushes (each push is also recorded in
+    # the conversation, so it queues with their turns).
+    subscriber_latencies_ms: list[float] = field(default_factory=list)
+    latencies_by_turn: dict[str, list[float]] = field(default_factory=dict)
     errors: Counter[str] = field(default_factory=Counter)
     not_understood: int = 0
     served_by_port: Counter[int] = field(default_factory=Counter)
@@ -120,6 +128,11 @@ class LoadReport:
                 " / ".join(pct(self.latencies_ms, q) for q in (50, 95, 99)),
             ),
             ("control turn p95 (ms)", pct(self.control_latencies_ms, 95)),
+            (
+                "turn p95 in conversations getting pushes (ms)",
+                pct(self.subscriber_latencies_ms, 95),
+            ),
+            ("slowest turn (p95 ms)", self.slowest_turn()),
             ("fallback answers", str(self.not_understood)),
             ("subscribers x pushes", f"{self.subscribers} x {self.pushes}"),
             ("push messages delivered", f"{self.delivered} of {self.subscribers * self.pushes}"),
@@ -131,6 +144,13 @@ class LoadReport:
             rows.append(("restart until ready (s)", f"{self.restart_seconds:.0f}"))
             rows.append(("turns served after the restart", str(self.turns_after_restart)))
         return rows
+
+    def slowest_turn(self) -> str:
+        if not self.latencies_by_turn:
+            return "-"
+        p95 = {turn: percentile(times, 95) for turn, times in self.latencies_by_turn.items()}
+        turn = max(p95, key=p95.__getitem__)
+        return f"{turn!r} {p95[turn]:.0f}"
 
     @property
     def correct(self) -> bool:
@@ -197,7 +217,9 @@ class LoadRun:
     def is_subscriber(self, number: int) -> bool:
         return number % self.plan.subscriber_every == 0
 
-    async def turn(self, http: httpx.AsyncClient, number: int, text: str, control: bool) -> None:
+    async def turn(
+        self, http: httpx.AsyncClient, number: int, text: str, control: bool, kind: str = ""
+    ) -> None:
         channel = "callback" if self.is_subscriber(number) else "rest"
         body = {"sender": self.sender(number), "message": text}
         for port in self.balancer.pick():
@@ -224,6 +246,9 @@ class LoadRun:
             self.report.latencies_ms.append(elapsed)
             if control:
                 self.report.control_latencies_ms.append(elapsed)
+            if self.is_subscriber(number):
+                self.report.subscriber_latencies_ms.append(elapsed)
+            self.report.latencies_by_turn.setdefault(kind or text, []).append(elapsed)
             if channel == "rest" and NOT_UNDERSTOOD in answer.text:
                 self.report.not_understood += 1
             if channel == "rest" and not answer.json():
@@ -246,11 +271,12 @@ class LoadRun:
         )
 
     async def conversation(self, http: httpx.AsyncClient, number: int) -> None:
+        await asyncio.sleep(self.plan.ramp_seconds * number / self.plan.conversations)
         for index in range(self.plan.turns):
             template, control = TURNS[index % len(TURNS)]
             if index == 0 and self.is_subscriber(number):
                 continue  # its first turn was the subscription, before the pushes began
-            await self.turn(http, number, self.text(template), control)
+            await self.turn(http, number, self.text(template), control, template)
             await asyncio.sleep(self.random.uniform(0, self.plan.think_seconds))
 
     async def push_stream(self, http: httpx.AsyncClient, stop: asyncio.Event, washer: str) -> None:
@@ -396,6 +422,9 @@ def main() -> int:
     parser.add_argument("--runs", choices=["plain", "killed", "both"], default="both")
     parser.add_argument("--drain-seconds", type=float, default=90.0)
     parser.add_argument(
+        "--ramp-seconds", type=float, default=10.0, help="conversations start over this long"
+    )
+    parser.add_argument(
         "--postgres-server",
         default=os.environ.get("TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test"),
         help="PostgreSQL server to create the scratch database on",
@@ -416,6 +445,7 @@ def main() -> int:
                     push_rate=args.push_rate,
                     kill=kill,
                     drain_seconds=args.drain_seconds,
+                    ramp_seconds=args.ramp_seconds,
                 )
                 httpx.post(f"http://127.0.0.1:{stack.ports.simulator}/sim/reset", timeout=10)
                 reports.append(asyncio.run(LoadRun(stack, plan).run()))

@@ -105,10 +105,6 @@ class Stack:
             # rasa_sdk binds to SANIC_HOST (default 0.0.0.0); the demo stays on loopback.
             "SANIC_HOST": os.environ.get("SANIC_HOST", "127.0.0.1"),
             "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
-            # How long a Rasa server that died mid-turn keeps its conversation locked
-            # (Rasa's default is 60 s); our turns end well within it (LG calls time out
-            # after 5 s). See the README's Scaling out.
-            "TICKET_LOCK_LIFETIME": os.environ.get("TICKET_LOCK_LIFETIME", "30"),
         }
         env.update(self.env)
         return env

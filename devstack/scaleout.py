@@ -10,6 +10,7 @@ them; the tests alternate by hand (``tests/test_scaleout_stack.py``).
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field, replace
 
@@ -48,6 +49,9 @@ class ScaleOutStack(Stack):
             "LOCK_STORE_URL": self.redis_url,
             "REDIS_URL": self.redis_url,
             "CONNECTOR_REDIS_PREFIX": self.redis_prefix,
+            # How long the conversations of a Rasa server that died mid-turn wait (Rasa's
+            # default is 60 s); live turns renew their tickets (rasa_ext/redis_lock.py).
+            "TICKET_LOCK_LIFETIME": os.environ.get("TICKET_LOCK_LIFETIME", "10"),
         }
 
     def plan(self) -> list[Process]:

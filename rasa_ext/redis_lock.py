@@ -11,13 +11,15 @@ Here every read-change-write runs in a Redis optimistic transaction (WATCH the k
 EXEC, retried by redis-py when another client changed the key in between), so issuing,
 expiring, finishing and deleting are each one step as far as the other servers see.
 
-A ticket's lifetime also counts from its last sign of life, not from when it was issued:
-while a server waits its turn it renews its ticket at every look, and again when it gets
-the lock. Rasa counts from the issue, so when a server died holding a conversation, the
-messages queued behind the dead ticket used up their own lifetimes waiting for it to
-expire, and were then dropped from the queue and answered with a LockError (HTTP 500) or
-waited forever. Now a dead server's ticket ends one lifetime (``TICKET_LOCK_LIFETIME``)
-after it was last renewed and the living ones go on in order.
+A ticket is a lease renewed while its server lives: at every look while the server waits
+its turn, and every third of its lifetime while the turn runs. Rasa counts a ticket's
+lifetime from its issue, so when a server died holding a conversation, the messages queued
+behind the dead ticket used up their own lifetimes waiting for it to expire and were then
+dropped from the queue and answered with a LockError (HTTP 500) or waited forever; and a
+turn longer than the lifetime let the next one in. Now a dead server's ticket ends one
+lifetime (``TICKET_LOCK_LIFETIME``) after its last renewal, the living ones go on in order,
+and a long turn keeps its conversation, so the lifetime can be short (10 s in our stacks):
+it is how long the conversations of a crashed server wait.
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from typing import Any, Optional, TypeVar
 
 from rasa.core.lock import TicketLock
 from rasa.core.lock_store import LOCK_LIFETIME, LockError, RedisLockStore
 
 Result = TypeVar("Result")
+# How often a queued turn looks whether its conversation is free (one small Redis
+# transaction per look).
+POLL_SECONDS = 0.05
 # A change gets the stored lock (None when there is none) and returns the lock to store
 # (None deletes the key) and what the caller should get back.
 Change = Callable[[Optional[TicketLock]], tuple[Optional[TicketLock], Result]]  # noqa: UP045
@@ -73,31 +79,47 @@ class AtomicRedisLockStore(RedisLockStore):
         self._lifetimes[(conversation_id, ticket)] = lock_lifetime
         return ticket
 
+    @asynccontextmanager
+    async def lock(
+        self,
+        conversation_id: str,
+        lock_lifetime: float = LOCK_LIFETIME,
+        wait_time_in_seconds: float = 1,
+    ) -> AsyncIterator[TicketLock]:
+        ticket = self.issue_ticket(conversation_id, lock_lifetime)
+        try:
+            held = await self._acquire_lock(conversation_id, ticket, wait_time_in_seconds)
+            renewer = asyncio.create_task(self._keep_renewed(conversation_id, ticket))
+            try:
+                yield held
+            finally:
+                renewer.cancel()
+                with suppress(asyncio.CancelledError):
+                    await renewer
+        finally:
+            self.cleanup(conversation_id, ticket)
+
+    async def _keep_renewed(self, conversation_id: str, ticket: int) -> None:
+        lifetime = self._lifetimes.get((conversation_id, ticket), LOCK_LIFETIME)
+        while True:
+            await asyncio.sleep(lifetime / 3)
+            self._change(conversation_id, _renewal(ticket, lifetime))
+
     async def _acquire_lock(
         self, conversation_id: str, ticket: int, wait_time_in_seconds: float
     ) -> TicketLock:
         lifetime = self._lifetimes.get((conversation_id, ticket), LOCK_LIFETIME)
-
-        def renew_and_expire(
-            lock: TicketLock | None,
-        ) -> tuple[TicketLock | None, TicketLock | None]:
-            """Renew our ticket and drop expired ones; the queue, or None when ours is gone."""
-            if lock is None:
-                return None, None
-            mine = [t for t in lock.tickets if t.number == ticket]
-            for held in mine:
-                held.expires = time.time() + lifetime
-            lock.remove_expired_tickets()
-            return lock, (lock if mine else None)
-
+        # Rasa asks to look again after 1 s; a turn queued behind a short one (a delivered
+        # notification being recorded) would idle for most of that second.
+        poll_seconds = min(wait_time_in_seconds, POLL_SECONDS)
         while True:
-            lock = self._change(conversation_id, renew_and_expire)
+            lock = self._change(conversation_id, _renewal(ticket, lifetime))
             if lock is None:
                 # Only a process stalled for a whole lifetime loses its place.
                 raise LockError(f"Could not acquire lock for conversation_id '{conversation_id}'.")
             if not lock.is_locked(ticket):
                 return lock
-            await asyncio.sleep(wait_time_in_seconds)
+            await asyncio.sleep(poll_seconds)
 
     def update_lock(self, conversation_id: str) -> None:
         def expire(lock: TicketLock | None) -> tuple[TicketLock | None, None]:
@@ -127,3 +149,19 @@ class AtomicRedisLockStore(RedisLockStore):
             return (lock if lock.is_someone_waiting() else None), None
 
         self._change(conversation_id, finish_and_drop_if_empty)
+
+
+def _renewal(ticket: int, lifetime: float) -> Change:
+    """Renew ``ticket`` for ``lifetime`` and drop expired tickets; answers the queue, or None
+    when the ticket is no longer in it."""
+
+    def renew_and_expire(lock: TicketLock | None) -> tuple[TicketLock | None, TicketLock | None]:
+        if lock is None:
+            return None, None
+        mine = [t for t in lock.tickets if t.number == ticket]
+        for held in mine:
+            held.expires = time.time() + lifetime
+        lock.remove_expired_tickets()
+        return lock, (lock if mine else None)
+
+    return renew_and_expire

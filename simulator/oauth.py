@@ -44,6 +44,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from aiohttp import web
 
 from simulator.config import OAuthClient
+from simulator.jsonbody import BadJson, read_json
 
 
 @dataclass
@@ -267,11 +268,31 @@ async def authorize_form(request: web.Request) -> web.Response:
     return _page("Sign in to LG (simulated)", body)
 
 
+def _content_type(request: web.Request) -> str:
+    """The media type; "" when the header cannot be parsed (aiohttp hands it to the email
+    parser, which raises UnicodeEncodeError when bytes that are not UTF-8 sit next to
+    non-ASCII text)."""
+    try:
+        return request.content_type
+    except ValueError:
+        return ""
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    """The posted form, or OAuthFailure (invalid_request) when the body cannot be read as
+    one: text that is not in its charset, a charset Python does not know, broken multipart."""
+    try:
+        posted = await request.post()
+    except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError
+        raise OAuthFailure("invalid_request", "the form body could not be read") from None
+    return {k: str(v) for k, v in posted.items()}
+
+
 async def authorize_submit(request: web.Request) -> web.Response:
     membership = request.app[MEMBERSHIP]
-    form = {k: str(v) for k, v in (await request.post()).items()}
-    client_id, redirect_uri, state = _authorize_params(form)
     try:
+        form = await _form(request)
+        client_id, redirect_uri, state = _authorize_params(form)
         membership.check_client_redirect(client_id, redirect_uri)
     except OAuthFailure as failure:
         return _page("Sign-in request refused", f"<p>{html.escape(failure.description)}</p>", 400)
@@ -311,9 +332,9 @@ def _client_credentials(request: web.Request, form: dict[str, str]) -> tuple[str
 async def token(request: web.Request) -> web.Response:
     membership = request.app[MEMBERSHIP]
     try:
-        if not request.content_type.startswith("application/x-www-form-urlencoded"):
+        if not _content_type(request).startswith("application/x-www-form-urlencoded"):
             raise OAuthFailure("invalid_request", "body must be application/x-www-form-urlencoded")
-        form = {k: str(v) for k, v in (await request.post()).items()}
+        form = await _form(request)
         client_id, secret = _client_credentials(request, form)
         membership.authenticate_client(client_id, secret)
         grant_type = form.get("grant_type", "")
@@ -337,8 +358,8 @@ async def token(request: web.Request) -> web.Response:
 async def sim_revoke(request: web.Request) -> web.Response:
     """``POST /sim/oauth/revoke {"user"}``: revoke that user's grants (ours, for tests)."""
     try:
-        body = await request.json()
-    except ValueError:
+        body = await read_json(request)  # strict: bad UTF-8, NaN, deep nesting -> BadJson
+    except BadJson:
         body = None
     user = body.get("user") if isinstance(body, dict) else None
     if not isinstance(user, str) or not user:

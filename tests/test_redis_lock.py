@@ -8,6 +8,7 @@ import asyncio
 import concurrent.futures
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -155,3 +156,24 @@ async def test_turns_queued_behind_a_dead_servers_ticket_go_on_in_order(
     assert served == ["first", "second", "third"]
     assert time.monotonic() - started >= 0.6 + 3 * 0.4  # the dead ticket held until it expired
     assert live.get_lock("crashed") is None
+
+
+async def test_a_turn_longer_than_the_lifetime_keeps_its_conversation(
+    stores: list[AtomicRedisLockStore],
+) -> None:
+    # The lifetime bounds how long a dead server blocks a conversation, not how long a live
+    # turn may take: the running turn renews its ticket.
+    events: list[tuple[str, str]] = []
+
+    async def turn(store: AtomicRedisLockStore, name: str, seconds: float) -> None:
+        async with store.lock("long", lock_lifetime=0.3, wait_time_in_seconds=0.02):
+            events.append(("in", name))
+            await asyncio.sleep(seconds)
+            events.append(("out", name))
+
+    async def later(coroutine: Any) -> None:
+        await asyncio.sleep(0.05)
+        await coroutine
+
+    await asyncio.gather(turn(stores[0], "long", 1.0), later(turn(stores[1], "next", 0.01)))
+    assert events == [("in", "long"), ("out", "long"), ("in", "next"), ("out", "next")]

@@ -137,7 +137,13 @@ def test_load_with_a_rasa_server_and_a_worker_killed_and_restarted(
     Last in this module: it leaves the restarted processes behind."""
     httpx.post(f"http://127.0.0.1:{scaled.ports.simulator}/sim/reset", timeout=10)
     plan = LoadPlan(
-        conversations=8, turns=6, subscriber_every=2, push_rate=2, kill=True, think_seconds=0.1
+        conversations=8,
+        turns=6,
+        subscriber_every=2,
+        push_rate=2,
+        kill=True,
+        think_seconds=0.1,
+        ramp_seconds=1,
     )
     report = asyncio.run(LoadRun(scaled, plan).run())
     assert report.pushes > 0 and report.subscribers == 4

@@ -22,6 +22,9 @@ def test_a_plain_message_is_accepted() -> None:
     ("raw", "status", "reason"),
     [
         (b"{not json", 400, "body is not valid JSON"),
+        (b"[" * 5000 + b"]" * 5000, 400, "body is not valid JSON"),  # deeper than the parser
+        (b'{"sender": "x", "message": "hi", "n": ' + b"9" * 5000 + b"}", 400, "body is not"),
+        (b"\xff\xfe", 400, "body is not valid JSON"),
         (b"[]", 400, "body must be a JSON object"),
         (body(message="hi"), 400, "'sender' must be a non-empty string"),
         (body(sender=" ", message="hi"), 400, "'sender' must be a non-empty string"),

@@ -332,6 +332,8 @@ async def test_bad_frames_get_a_reason_and_the_socket_stays_open(server: Server)
         ({"type": "read", "up_to": "all"}, "integer"),
         ({"type": "dance"}, "unknown frame"),
         ("[1, 2]", "unknown frame"),
+        # Over 16 KB: refused by the channel itself (Sanic's own limit is 1 MiB).
+        ({"type": "message", "text": "hi", "pad": "x" * 20_000}, "at most 16384 bytes"),
     ]:
         await client.send(frame)
         answer = await client.next()
