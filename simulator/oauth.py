@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from simulator.config import OAuthClient
 from simulator.jsonbody import BadJson, read_json
@@ -283,7 +284,10 @@ async def _form(request: web.Request) -> dict[str, str]:
     one: text that is not in its charset, a charset Python does not know, broken multipart."""
     try:
         posted = await request.post()
-    except (ValueError, LookupError):  # UnicodeDecodeError is a ValueError
+    except (ValueError, LookupError, RuntimeError, HttpProcessingError, AssertionError):
+        # UnicodeDecodeError is a ValueError; aiohttp's multipart reader raises
+        # InvalidHeader (an HttpProcessingError) for a broken part header, RuntimeError for
+        # an unknown encoding, and asserts on some malformed bodies.
         raise OAuthFailure("invalid_request", "the form body could not be read") from None
     return {k: str(v) for k, v in posted.items()}
 
