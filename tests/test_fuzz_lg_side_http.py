@@ -288,6 +288,17 @@ def short(value: Any) -> str:
     return text if len(text) <= 300 else f"{text[:240]}... ({len(text)} characters)"
 
 
+class ShortRepr:
+    """A request whose long values print shortened (in hypothesis' falsifying examples)."""
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={short(v)}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({fields})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # Hypothesis prints with this
+        printer.text(repr(self))
+
+
 # aiohttp 3.9.5 quirk (not ours): a handler that answers without reading a body larger than
 # the request stream's buffer leaves the connection "lingering", and the next request on it
 # waits lingering_time (10 s). Big bodies therefore go on a connection of their own.
@@ -439,8 +450,8 @@ class Form:
     multipart: bool = False
 
 
-@dataclass(frozen=True)
-class SimCall:
+@dataclass(frozen=True, repr=False)
+class SimCall(ShortRepr):
     """One request to the simulator, with the right values left to fill in (VALID)."""
 
     method: str
@@ -452,13 +463,6 @@ class SimCall:
     body: bytes | Form | None = None
     content_type: str | bytes | None = None
     chunked: bool = False
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={short(v)}" for k, v in vars(self).items())
-        return f"SimCall({fields})"
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # Hypothesis prints with this
-        printer.text(repr(self))
 
 
 @st.composite
@@ -1164,8 +1168,8 @@ def callback_bodies(draw: st.DrawFn) -> bytes:
     return draw(RAW)
 
 
-@dataclass(frozen=True)
-class ConnectorCall:
+@dataclass(frozen=True, repr=False)
+class ConnectorCall(ShortRepr):
     method: str = "POST"
     path: str = CALLBACK_PATH
     secret: str | None = VALID  # VALID: the right one; None: no secret parameter
@@ -1175,13 +1179,6 @@ class ConnectorCall:
     content_type: str | bytes | None = "application/json"
     body: bytes | None = None
     chunked: bool = False
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={short(v)}" for k, v in vars(self).items())
-        return f"ConnectorCall({fields})"
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # Hypothesis prints with this
-        printer.text(repr(self))
 
     def target(self) -> str:
         pairs = list(self.query)
