@@ -71,6 +71,8 @@ NLU_SAMPLES = [
     "how is everything at home?",
     "notify me when the dryer is done",
 ]
+# What a control turn that changed the device says ("Done: the … is now 23°C.").
+CONTROL_DONE = "Done"
 BASELINE_SAMPLES = ["hello", "I am great", "hi there", "perfect"]
 BASELINE_DIR = ROOT / "var" / "rasa-init"
 
@@ -186,15 +188,25 @@ def rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
-def _turn(client: httpx.Client, port: int, sender: str, text: str) -> float:
+def _turn(
+    client: httpx.Client, port: int, sender: str, text: str, expect: str | None = None
+) -> float:
+    """One turn's milliseconds; ``expect``: text the answer must contain (a control turn
+    must have changed the device, not been refused, or it measured something else)."""
     started = time.perf_counter()
     response = client.post(
         f"http://127.0.0.1:{port}/webhooks/rest/webhook", json={"sender": sender, "message": text}
     )
     response.raise_for_status()
-    if not response.json():
-        raise RuntimeError(f"no answer to {text!r} on port {port}")
-    return (time.perf_counter() - started) * 1000
+    elapsed = (time.perf_counter() - started) * 1000
+    _check_answer(text, response.json(), expect)
+    return elapsed
+
+
+def _check_answer(text: str, answer: object, expect: str | None) -> None:
+    said = " ".join(str(m.get("text", "")) for m in answer) if isinstance(answer, list) else ""
+    if not said or (expect is not None and expect not in said):
+        raise RuntimeError(f"unexpected answer to {text!r}: {answer!r}")
 
 
 async def _concurrent_control_turns(
@@ -217,6 +229,7 @@ async def _concurrent_control_turns(
                 answer = await client.post(url, json={"sender": sender, "message": text})
                 answer.raise_for_status()
                 times.append((time.perf_counter() - started) * 1000)
+                _check_answer(text, answer.json(), CONTROL_DONE)
                 await asyncio.sleep(pacing.uniform(*think))
             return times
 
@@ -263,6 +276,8 @@ def measure(postgres_server: str, redis_url: str) -> tuple[list[tuple[str, str, 
     ):
         for port in (ports.rasa, baseline_port):
             _turn(client, port, "bench-warmup", "hello")  # loads each graph once
+        # The demo's living room AC starts switched off: a setting would be refused.
+        _turn(client, ports.rasa, "bench-warmup", "turn on the living room ac", "Turned on")
         parse = []
         for i in range(120):
             started = time.perf_counter()
@@ -273,7 +288,9 @@ def measure(postgres_server: str, redis_url: str) -> tuple[list[tuple[str, str, 
             parse.append((time.perf_counter() - started) * 1000)
         rows.append(("NLU parse p50 / p95 (ms)", spread(parse), ""))
 
-        first = _turn(client, ports.rasa, "bench-first", "set the living room ac to 21")
+        first = _turn(
+            client, ports.rasa, "bench-first", "set the living room ac to 21", CONTROL_DONE
+        )
         rows.append(("first turn of a new conversation (links, reads the household) (ms)",
                      f"{first:.0f}", ""))  # fmt: skip
         sim_calls = f"http://127.0.0.1:{ports.simulator}/sim/calls"
@@ -285,7 +302,7 @@ def measure(postgres_server: str, redis_url: str) -> tuple[list[tuple[str, str, 
             calls_before = len(client.get(sim_calls).json())
             for i in range(1, TURNS_PER_CONVERSATION):
                 control = f"set the living room ac to {20 + i % 8}"
-                ours.append(_turn(client, ports.rasa, mine, control))
+                ours.append(_turn(client, ports.rasa, mine, control, CONTROL_DONE))
                 theirs.append(_turn(client, baseline_port, mood, BASELINE_SAMPLES[i % 4]))
             calls += len(client.get(sim_calls).json()) - calls_before
         ratio50 = statistics.median(ours) / statistics.median(theirs)
