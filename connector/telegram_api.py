@@ -23,6 +23,8 @@ from typing import Any
 
 import aiohttp
 
+from connector.text_parts import text_parts
+
 log = logging.getLogger(__name__)
 
 SENDER_PREFIX = "telegram:"
@@ -110,8 +112,9 @@ def inline_keyboard(
 
 
 def text_chunks(text: str) -> list[str]:
-    """``text`` in pieces Telegram accepts (a longer text is refused with 400)."""
-    return [text[i : i + MAX_TEXT_CHARS] for i in range(0, len(text), MAX_TEXT_CHARS)]
+    """``text`` in pieces Telegram accepts (a longer text is refused with 400), cut at a
+    line break or space where there is one."""
+    return text_parts(text, MAX_TEXT_CHARS) if text else []
 
 
 def _printable(text: str) -> str:

@@ -51,6 +51,8 @@ from websockets.http11 import Request as HandshakeRequest
 from websockets.server import ServerConnection
 
 from assistant.settings import WidgetSettings, load_database_url, load_widget_settings
+from assistant.storage.widget_messages import MAX_TEXT_CHARS
+from connector.text_parts import text_parts
 from connector.validation import MAX_MESSAGE_CHARS
 from connector.widget_live import Broadcaster, LiveSockets
 from connector.widget_token import SENDER_PREFIX, TokenRejected, verify_token
@@ -196,7 +198,12 @@ class WidgetOutput(OutputChannel):
             return
         if not text or not text.strip():
             return
-        await self._hub.post(recipient_id, "bot", text, _buttons(buttons))
+        # The log holds messages of up to MAX_TEXT_CHARS; a longer answer (a long device
+        # list) arrives as several messages, the buttons under the last one.
+        parts = text_parts(text, MAX_TEXT_CHARS)
+        for part in parts[:-1]:
+            await self._hub.post(recipient_id, "bot", part)
+        await self._hub.post(recipient_id, "bot", parts[-1], _buttons(buttons))
 
 
 def _buttons(buttons: list[dict[str, Any]] | None) -> list[dict[str, str]]:

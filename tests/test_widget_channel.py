@@ -76,6 +76,8 @@ class RasaStub:
     received: list[UserMessage] = field(default_factory=list)
     fail: bool = False
     delay: float = 0.0
+    # The answer's text instead of "You said: …".
+    reply: str | None = None
 
     async def __call__(self, message: UserMessage) -> None:
         self.received.append(message)
@@ -83,8 +85,9 @@ class RasaStub:
             await asyncio.sleep(self.delay)
         if self.fail:
             raise RuntimeError("the agent broke")
+        text = self.reply if self.reply is not None else f"You said: {message.text}"
         await message.output_channel.send_response(
-            message.sender_id, {"text": f"You said: {message.text}", "buttons": BUTTONS}
+            message.sender_id, {"text": text, "buttons": BUTTONS}
         )
 
 
@@ -233,6 +236,26 @@ async def test_a_turn_reaches_rasa_as_the_token_user_and_replies_with_buttons(
     [received] = server.rasa.received
     assert received.sender_id == "widget:sample-partner:alice"
     assert received.input_channel == "widget"
+    await client.ws.close()
+
+
+async def test_an_answer_longer_than_a_message_arrives_whole_in_several(server: Server) -> None:
+    lines = [f"Appliance {n}: running, {n} minutes left" for n in range(300)]
+    server.rasa.reply = "\n".join(lines)  # about 12,000 characters
+    client, _ = await ready(server)
+    await client.send({"type": "message", "text": "what devices do I have"})
+    frames = []
+    while not frames or frames[-1] != {"type": "busy", "on": False}:
+        frames.append(await client.next())
+    replies = [
+        f["message"] for f in frames if f["type"] == "message" and f["message"]["role"] == "bot"
+    ]
+    assert len(replies) == 4 and not [f for f in frames if f["type"] == "error"]
+    assert all(len(r["text"]) <= 4000 for r in replies)
+    assert "\n".join(r["text"] for r in replies).splitlines() == lines  # cut between lines
+    assert [r["buttons"] for r in replies] == [[], [], [], BUTTONS]
+    history = await server.messages.recent("widget:sample-partner:alice")
+    assert [m.text for m in history if m.role == "bot"] == [r["text"] for r in replies]
     await client.ws.close()
 
 
