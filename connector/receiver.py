@@ -223,6 +223,15 @@ def _problem(status: int, error: str, reason: str) -> web.Response:
     return web.json_response({"error": error, "reason": reason}, status=status)
 
 
+def _problem_unread(status: int, error: str, reason: str) -> web.Response:
+    """A refusal sent before the body was read: the connection closes with it. (aiohttp
+    would keep it open, and a sender still writing a large body then waits out the
+    keep-alive timeout before its next request on that connection.)"""
+    refused = _problem(status, error, reason)
+    refused.force_close()
+    return refused
+
+
 class CallbackReceiver:
     def __init__(
         self,
@@ -262,13 +271,14 @@ class CallbackReceiver:
         problem = self._authorized(request)
         if problem is not None:
             log.info("refused a callback: %s", problem)
-            return _problem(401, "unauthorized", problem)
+            return _problem_unread(401, "unauthorized", problem)
+        too_large = f"the body is larger than {MAX_BODY_BYTES} bytes"
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return _problem(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+            return _problem_unread(413, "too_large", too_large)
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _problem(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+            return _problem_unread(413, "too_large", too_large)
         try:
             body: Any = json.loads(raw)
         # ValueError: also an integer of more than 4300 digits; RecursionError: deep nesting

@@ -19,5 +19,7 @@ def init_hooks(manager: pluggy.PluginManager) -> None:
 @hookimpl  # type: ignore[misc]
 def attach_sanic_app_extensions(app: Any) -> None:
     from actions.observability import attach
+    from connector.sanic_accept import tolerate_malformed_accept
 
+    tolerate_malformed_accept()
     attach(app)

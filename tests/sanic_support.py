@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from sanic import Blueprint, Sanic
 
+from connector.sanic_accept import tolerate_malformed_accept
 from devstack.processes import free_port
 
 
@@ -26,6 +27,7 @@ async def serve_blueprint(
     # Test mode lets Sanic start a second app in one process (its touch-up of the HTTP
     # protocol class otherwise fails the second time), as sanic-testing does.
     Sanic.test_mode = True
+    tolerate_malformed_accept()  # as in Rasa's server (installed by rasa_ext)
     app = Sanic(f"{name}-{uuid.uuid4().hex}")
     app.blueprint(blueprint, url_prefix=url_prefix)
     port = free_port()

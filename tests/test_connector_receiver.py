@@ -216,3 +216,18 @@ async def test_health_reports_outbox_counts_only(running: Running) -> None:
 
 async def _delivered(running: Running, count: int) -> bool:
     return (await running.service.store.count_by_state())["delivered"] >= count
+
+
+@pytest.mark.parametrize("secret", [None, SECRET])
+async def test_a_large_body_refused_unread_closes_the_connection(
+    running: Running, secret: str | None
+) -> None:
+    # aiohttp keeps the connection after a response to a body the handler never read; a
+    # sender that is still writing a large body would then wait out its keep-alive (10 s)
+    # before the next callback on that connection. "Connection: close" ends it at once.
+    huge = b'{"padding": "' + b"x" * (512 * 1024) + b'"}'
+    refused = await running.post(None, raw=huge, secret=secret)
+    assert refused.status_code == (401 if secret is None else 413)
+    assert refused.headers.get("connection", "").lower() == "close"
+    accepted = await running.post(push_body("washer-a", "user-a"))
+    assert accepted.status_code == 200

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from rasa.core.brokers.broker import EventBroker
 from rasa.core.lock_store import InMemoryLockStore, LockStore, RedisLockStore
 from rasa.core.tracker_store import (
     FailSafeTrackerStore,
@@ -154,6 +158,118 @@ async def test_postgresql(
         await assert_round_trip(store, f"pg-sender-{scheme}")
     finally:
         store.delegate.engine.dispose()
+
+
+class SlowStoreWatch:
+    """Makes every SQL save of ``store`` block for ``seconds`` (as a slow database round
+    trip does) and records the threads the blocking work ran on."""
+
+    def __init__(self, store: EnvTrackerStore, seconds: float) -> None:
+        self.threads: list[threading.Thread] = []
+        inner = store.delegate
+        original = inner._additional_events
+
+        def slow(session, tracker):  # type: ignore[no-untyped-def]
+            self.threads.append(threading.current_thread())
+            time.sleep(seconds)
+            return original(session, tracker)
+
+        inner._additional_events = slow  # type: ignore[method-assign]
+
+
+async def ticks_during(work: Awaitable[object]) -> int:
+    """How often another coroutine of this event loop got to run while ``work`` ran."""
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    running = asyncio.create_task(ticker())
+    await work
+    done.set()
+    await running
+    return ticks
+
+
+async def assert_sql_work_off_the_loop(store: EnvTrackerStore, sender_id: str) -> None:
+    watch = SlowStoreWatch(store, seconds=0.3)
+    original = conversation(sender_id)
+    ticks = await ticks_during(store.save(original))
+    # The blocking part ran on a worker thread, and the loop served others meanwhile
+    # (about 30 ticks in 0.3 s; on the loop itself there would be one).
+    assert watch.threads and all(t is not threading.main_thread() for t in watch.threads)
+    assert ticks >= 5, ticks
+    restored = await store.retrieve(sender_id)
+    assert restored is not None and event_dicts(restored) == event_dicts(original)
+    # Turns of many conversations at once all complete, each stored once.
+    others = [conversation(f"{sender_id}-{n}") for n in range(8)]
+    watch_many = SlowStoreWatch(store, seconds=0.01)
+    await asyncio.gather(*(store.save(other) for other in others))
+    for other in others:
+        assert event_dicts(await store.retrieve(other.sender_id)) == event_dicts(other)
+    assert len(watch_many.threads) == len(others)
+
+
+async def test_sqlite_work_runs_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    store = rasa_tracker_store(monkeypatch, f"sqlite:///{tmp_path / 'rasa.db'}")
+    try:
+        await assert_sql_work_off_the_loop(store, "sqlite-threads")
+    finally:
+        store.delegate.engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_postgresql_work_runs_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, postgres_database_url: str
+) -> None:
+    store = rasa_tracker_store(monkeypatch, postgres_database_url)
+    try:
+        await assert_sql_work_off_the_loop(store, "pg-threads")
+    finally:
+        store.delegate.engine.dispose()
+
+
+async def test_with_an_event_broker_the_sql_store_stays_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A broker's client belongs to the server's event loop: no worker threads then.
+    store = rasa_tracker_store(monkeypatch, f"sqlite:///{tmp_path / 'rasa.db'}")
+    try:
+        store.event_broker = RecordingBroker()
+        watch = SlowStoreWatch(store, seconds=0.0)
+        await store.save(conversation("broker-sender"))
+        assert watch.threads == [threading.main_thread()]
+        assert store.event_broker.published
+    finally:
+        store.delegate.engine.dispose()
+
+
+class RecordingBroker(EventBroker):
+    def __init__(self) -> None:
+        self.published: list[dict] = []
+
+    def publish(self, event: dict) -> None:
+        self.published.append(event)
+
+
+async def test_in_memory_store_stays_on_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = rasa_tracker_store(monkeypatch, None)
+    threads = []
+    original = store.delegate.save
+
+    async def recording_save(tracker: DialogueStateTracker) -> None:
+        threads.append(threading.current_thread())
+        await original(tracker)
+
+    store.delegate.save = recording_save  # type: ignore[method-assign]
+    await store.save(conversation("memory-threads"))
+    assert threads == [threading.main_thread()]
 
 
 @pytest.mark.redis
