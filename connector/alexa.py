@@ -52,6 +52,7 @@ from connector.alexa_verify import (
     check_application_id,
     parse_body,
 )
+from connector.validation import storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -429,4 +430,4 @@ def utterance(intent: Mapping[str, Any]) -> str:
         for s in values
         if isinstance(s, Mapping) and isinstance(s.get("value"), str)
     ]
-    return " ".join(w for w in words if w)[:MAX_UTTERANCE_CHARS]
+    return storable_text(" ".join(w for w in words if w)[:MAX_UTTERANCE_CHARS])

@@ -26,6 +26,15 @@ class Problem:
     reason: str
 
 
+def storable_text(text: str) -> str:
+    """``text`` with what no store can hold replaced by U+FFFD: NUL (PostgreSQL's text
+    refuses it, so the tracker of the turn could not be saved) and unpaired surrogates
+    (JSON may carry them escaped; they are not UTF-8)."""
+    if text.isprintable() or not any(ch == "\x00" or "\ud800" <= ch <= "\udfff" for ch in text):
+        return text
+    return "".join("\ufffd" if ch == "\x00" or "\ud800" <= ch <= "\udfff" else ch for ch in text)
+
+
 def json_object(raw: bytes) -> dict[str, Any] | Problem:
     """The request body as a JSON object, or why it is not one (size, syntax, type)."""
     if len(raw) > MAX_BODY_BYTES:

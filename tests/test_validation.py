@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from connector.validation import MAX_MESSAGE_CHARS, message_body_problem
+from connector.alexa import utterance
+from connector.telegram_updates import TextMessage, parse_update
+from connector.validation import MAX_MESSAGE_CHARS, message_body_problem, storable_text
 
 
 def body(**fields: object) -> bytes:
@@ -43,3 +45,28 @@ def test_sender_ids_of_authenticated_channels_cannot_be_claimed(sender: str) -> 
     problem = message_body_problem(body(sender=sender, message="turn off the fridge"))
     assert problem is not None and problem.status == 403
     assert "belong to another channel" in problem.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("set the AC to 22", "set the AC to 22"),
+        ("거실 에어컨 켜줘 ☀️", "거실 에어컨 켜줘 ☀️"),
+        ("line\nbreak\tand tab", "line\nbreak\tand tab"),
+        ("a\x00b", "a\ufffdb"),
+        ("lone \ud800 surrogate \udfff", "lone \ufffd surrogate \ufffd"),
+    ],
+)
+def test_storable_text_replaces_only_what_no_store_holds(text: str, stored: str) -> None:
+    assert storable_text(text) == stored
+    stored.encode()  # UTF-8 now
+
+
+def test_telegram_and_alexa_text_reaches_rasa_storable() -> None:
+    update = json.dumps(
+        {"update_id": 1, "message": {"message_id": 2, "chat": {"id": 3}, "text": "hi\x00\ud800"}}
+    ).encode()
+    parsed = parse_update(update)
+    assert isinstance(parsed, TextMessage) and parsed.text == "hi\ufffd\ufffd"
+    said = utterance({"slots": {"utterance": {"value": "turn on\x00 the \udc80 oven"}}})
+    assert said == "turn on\ufffd the \ufffd oven"
