@@ -177,3 +177,73 @@ async def test_a_turn_longer_than_the_lifetime_keeps_its_conversation(
 
     await asyncio.gather(turn(stores[0], "long", 1.0), later(turn(stores[1], "next", 0.01)))
     assert events == [("in", "long"), ("out", "long"), ("in", "next"), ("out", "next")]
+
+
+class NoSyncRedis:
+    """Stands in for Rasa's synchronous client: any use fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"a turn used the blocking Redis client ({name})")
+
+
+async def test_a_turns_lock_traffic_never_blocks_the_event_loop(
+    stores: list[AtomicRedisLockStore],
+) -> None:
+    store = stores[0]
+    blocking, store.red = store.red, NoSyncRedis()  # type: ignore[assignment]
+    try:
+        served: list[int] = []
+
+        async def turn(number: int) -> None:
+            async with store.lock("async-chat", lock_lifetime=0.3, wait_time_in_seconds=0.01):
+                served.append(number)
+                await asyncio.sleep(0.15)  # longer than a renewal period (0.1 s)
+
+        await asyncio.gather(*(turn(n) for n in range(3)))
+        assert served == [0, 1, 2]
+    finally:
+        store.red = blocking
+    assert store.get_lock("async-chat") is None
+
+
+async def test_messages_of_one_conversation_are_served_in_arrival_order(
+    stores: list[AtomicRedisLockStore],
+) -> None:
+    served: list[int] = []
+
+    async def turn(number: int) -> None:
+        async with stores[0].lock("ordered", lock_lifetime=30, wait_time_in_seconds=0.005):
+            served.append(number)
+            await asyncio.sleep(0.002)
+
+    await asyncio.gather(*(turn(n) for n in range(20)))
+    assert served == list(range(20))
+
+
+async def test_a_cancelled_waiting_turn_gives_its_place_up_at_once(
+    stores: list[AtomicRedisLockStore],
+) -> None:
+    store = stores[0]
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with store.lock("cancelled", lock_lifetime=30, wait_time_in_seconds=0.01):
+            await release.wait()
+
+    async def waiter() -> None:
+        async with store.lock("cancelled", lock_lifetime=30, wait_time_in_seconds=0.01):
+            raise AssertionError("the cancelled turn ran")
+
+    holding = asyncio.create_task(holder())
+    await asyncio.sleep(0.05)
+    waiting = asyncio.create_task(waiter())
+    await asyncio.sleep(0.05)
+    assert len(store.get_lock("cancelled").tickets) == 2
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await asyncio.sleep(0.05)  # the shielded cleanup's transaction
+    assert len(store.get_lock("cancelled").tickets) == 1  # only the holder's
+    release.set()
+    await holding
+    assert store.get_lock("cancelled") is None
