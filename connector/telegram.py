@@ -41,7 +41,7 @@ from connector.telegram_api import (
     text_chunks,
 )
 from connector.telegram_updates import ButtonPress, Ignored, TextMessage, TooLong, parse_update
-from connector.validation import MAX_MESSAGE_CHARS, Problem
+from connector.validation import MAX_MESSAGE_CHARS, Problem, storable_text
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ class TelegramInput(InputChannel):
             text, extra = update.text, {"message_id": update.message_id}
         await on_new_message(
             UserMessage(
-                text,
+                storable_text(text),  # a NUL could not be saved in a PostgreSQL tracker
                 output,
                 sender_id(update.chat_id),
                 input_channel=self.name(),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from connector.validation import MAX_MESSAGE_CHARS, Problem, json_object, storable_text
+from connector.validation import MAX_MESSAGE_CHARS, Problem, json_object
 
 # Telegram's own commands mean something to every Telegram user; the rest of "/..." is
 # left to Rasa, which reads it as an intent payload exactly as a typed one on any channel.
@@ -106,7 +106,7 @@ def parse_update(raw: bytes) -> Update | Problem:
         return TextMessage(
             update_id,
             chat_id,
-            command_text(storable_text(text)),
+            command_text(text),
             _int(message.get("message_id")),
             _user_id(message),
         )

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from connector.alexa import utterance
-from connector.telegram_updates import TextMessage, parse_update
 from connector.validation import MAX_MESSAGE_CHARS, message_body_problem, storable_text
 
 
@@ -62,11 +61,7 @@ def test_storable_text_replaces_only_what_no_store_holds(text: str, stored: str)
     stored.encode()  # UTF-8 now
 
 
-def test_telegram_and_alexa_text_reaches_rasa_storable() -> None:
-    update = json.dumps(
-        {"update_id": 1, "message": {"message_id": 2, "chat": {"id": 3}, "text": "hi\x00\ud800"}}
-    ).encode()
-    parsed = parse_update(update)
-    assert isinstance(parsed, TextMessage) and parsed.text == "hi\ufffd\ufffd"
+def test_alexa_text_reaches_rasa_storable() -> None:
+    # Telegram: tests/test_fuzz_channels.py::test_telegram_valid_updates_reach_rasa.
     said = utterance({"slots": {"utterance": {"value": "turn on\x00 the \udc80 oven"}}})
     assert said == "turn on\ufffd the \ufffd oven"
