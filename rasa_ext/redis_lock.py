@@ -20,11 +20,6 @@ turn longer than the lifetime let the next one in. Now a dead server's ticket en
 lifetime (``TICKET_LOCK_LIFETIME``) after its last renewal, the living ones go on in order,
 and a long turn keeps its conversation, so the lifetime can be short (10 s in our stacks):
 it is how long the conversations of a crashed server wait.
-
-A turn's own lock traffic (issue, wait, renew, finish) goes through an asyncio Redis client.
-Rasa's client is synchronous, so every one of those round trips (several per turn, one
-every 50 ms while a turn waits) stopped the whole server: 9 % of a Rasa server's time
-under the load test. Rasa's synchronous methods stay for its other callers.
 """
 
 from __future__ import annotations
@@ -32,15 +27,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Optional, TypeVar
 
-import redis.asyncio
 from rasa.core.lock import TicketLock
 from rasa.core.lock_store import LOCK_LIFETIME, LockError, RedisLockStore
-from redis.connection import SSLConnection
 
 Result = TypeVar("Result")
 # How often a queued turn looks whether its conversation is free (one small Redis
@@ -58,69 +50,31 @@ class AtomicRedisLockStore(RedisLockStore):
         super().__init__(**kwargs)
         # The lifetime each of this process's tickets was issued with, to renew it by.
         self._lifetimes: dict[tuple[str, int], float] = {}
-        self._async_options = _async_options(self.red)
-        # (event loop, client): an asyncio client's connections belong to one loop.
-        self._async_client: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
-        self._issuing: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
-
-    def _client(self) -> redis.asyncio.Redis:
-        loop = asyncio.get_running_loop()
-        if self._async_client is None or self._async_client[0] is not loop:
-            self._async_client = (loop, redis.asyncio.Redis(**self._async_options))
-        return self._async_client[1]
 
     def _change(self, conversation_id: str, change: Change) -> Result:
         key = self.key_prefix + conversation_id
 
         def attempt(pipe) -> Result:  # type: ignore[no-untyped-def]
             stored = pipe.get(key)  # immediate: the pipeline is still watching
-            changed, result = change(_parsed(stored))
-            _queue_write(pipe, key, changed)
+            lock = TicketLock.from_dict(json.loads(stored)) if stored else None
+            changed, result = change(lock)
+            pipe.multi()
+            if changed is None:
+                pipe.delete(key)
+            else:
+                pipe.set(key, changed.dumps())
             return result
 
         return self.red.transaction(attempt, key, value_from_callable=True)
 
-    async def _change_async(self, conversation_id: str, change: Change) -> Result:
-        """:meth:`_change` without stopping the event loop for the round trips."""
-        key = self.key_prefix + conversation_id
-
-        async def attempt(pipe) -> Result:  # type: ignore[no-untyped-def]
-            stored = await pipe.get(key)  # immediate: the pipeline is still watching
-            changed, result = change(_parsed(stored))
-            _queue_write(pipe, key, changed)
-            return result
-
-        return await self._client().transaction(attempt, key, value_from_callable=True)
-
-    def _issue(self, conversation_id: str, lock_lifetime: float) -> Change:
+    def issue_ticket(self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME) -> int:
         def issue(lock: TicketLock | None) -> tuple[TicketLock, int]:
             lock = lock or self.create_lock(conversation_id)
             return lock, lock.issue_ticket(lock_lifetime)
 
-        return issue
-
-    def issue_ticket(self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME) -> int:
         try:
-            ticket = self._change(conversation_id, self._issue(conversation_id, lock_lifetime))
+            ticket = self._change(conversation_id, issue)
         except Exception as error:  # the base class's contract: any failure is a LockError
-            raise LockError(f"Error while acquiring lock. Error:\n{error}") from error
-        self._lifetimes[(conversation_id, ticket)] = lock_lifetime
-        return ticket
-
-    async def _issue_ticket_async(self, conversation_id: str, lock_lifetime: float) -> int:
-        # Messages of one conversation reaching this server one after the other get their
-        # tickets in that order (concurrent transactions could finish in any order).
-        issuing = self._issuing.get(conversation_id)
-        if issuing is None:
-            issuing = self._issuing[conversation_id] = asyncio.Lock()
-        try:
-            async with issuing:
-                ticket = await self._change_async(
-                    conversation_id, self._issue(conversation_id, lock_lifetime)
-                )
-        except Exception as error:
             raise LockError(f"Error while acquiring lock. Error:\n{error}") from error
         self._lifetimes[(conversation_id, ticket)] = lock_lifetime
         return ticket
@@ -132,7 +86,7 @@ class AtomicRedisLockStore(RedisLockStore):
         lock_lifetime: float = LOCK_LIFETIME,
         wait_time_in_seconds: float = 1,
     ) -> AsyncIterator[TicketLock]:
-        ticket = await self._issue_ticket_async(conversation_id, lock_lifetime)
+        ticket = self.issue_ticket(conversation_id, lock_lifetime)
         try:
             held = await self._acquire_lock(conversation_id, ticket, wait_time_in_seconds)
             renewer = asyncio.create_task(self._keep_renewed(conversation_id, ticket))
@@ -143,15 +97,13 @@ class AtomicRedisLockStore(RedisLockStore):
                 with suppress(asyncio.CancelledError):
                     await renewer
         finally:
-            # Shielded: a turn cancelled here still gives its place up at once, instead of
-            # holding the conversation until its ticket expires.
-            await asyncio.shield(self._cleanup_async(conversation_id, ticket))
+            self.cleanup(conversation_id, ticket)
 
     async def _keep_renewed(self, conversation_id: str, ticket: int) -> None:
         lifetime = self._lifetimes.get((conversation_id, ticket), LOCK_LIFETIME)
         while True:
             await asyncio.sleep(lifetime / 3)
-            await self._change_async(conversation_id, _renewal(ticket, lifetime))
+            self._change(conversation_id, _renewal(ticket, lifetime))
 
     async def _acquire_lock(
         self, conversation_id: str, ticket: int, wait_time_in_seconds: float
@@ -161,7 +113,7 @@ class AtomicRedisLockStore(RedisLockStore):
         # notification being recorded) would idle for most of that second.
         poll_seconds = min(wait_time_in_seconds, POLL_SECONDS)
         while True:
-            lock = await self._change_async(conversation_id, _renewal(ticket, lifetime))
+            lock = self._change(conversation_id, _renewal(ticket, lifetime))
             if lock is None:
                 # Only a process stalled for a whole lifetime loses its place.
                 raise LockError(f"Could not acquire lock for conversation_id '{conversation_id}'.")
@@ -187,54 +139,16 @@ class AtomicRedisLockStore(RedisLockStore):
 
     def cleanup(self, conversation_id: str, ticket_number: int) -> None:
         self._lifetimes.pop((conversation_id, ticket_number), None)
-        self._change(conversation_id, _finish_and_drop_if_empty(ticket_number))
 
-    async def _cleanup_async(self, conversation_id: str, ticket_number: int) -> None:
-        self._lifetimes.pop((conversation_id, ticket_number), None)
-        await self._change_async(conversation_id, _finish_and_drop_if_empty(ticket_number))
+        # Finishing and deleting the emptied queue in one step: a ticket issued in between
+        # keeps the queue alive.
+        def finish_and_drop_if_empty(lock: TicketLock | None) -> tuple[TicketLock | None, None]:
+            if lock is None:
+                return None, None
+            lock.remove_ticket_for(ticket_number)
+            return (lock if lock.is_someone_waiting() else None), None
 
-
-def _parsed(stored: bytes | str | None) -> TicketLock | None:
-    return TicketLock.from_dict(json.loads(stored)) if stored else None
-
-
-def _queue_write(pipe: Any, key: str, changed: TicketLock | None) -> None:
-    """Queue the write of ``changed`` (None: delete the key) in a watched pipeline."""
-    pipe.multi()
-    if changed is None:
-        pipe.delete(key)
-    else:
-        pipe.set(key, changed.dumps())
-
-
-def _async_options(client: Any) -> dict[str, Any]:
-    """Connection settings of Rasa's synchronous client, for an asyncio client."""
-    settings = client.connection_pool.connection_kwargs
-    names = ("host", "port", "db", "username", "password", "socket_timeout")
-    options = {name: settings[name] for name in names if name in settings}
-    if issubclass(client.connection_pool.connection_class, SSLConnection):
-        options["ssl"] = True
-        options.update(
-            {
-                name: settings[name]
-                for name in ("ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs")
-                if name in settings
-            }
-        )
-    return options
-
-
-def _finish_and_drop_if_empty(ticket_number: int) -> Change:
-    """Finish ``ticket_number`` and delete the emptied queue in one step: a ticket issued in
-    between keeps the queue alive."""
-
-    def finish(lock: TicketLock | None) -> tuple[TicketLock | None, None]:
-        if lock is None:
-            return None, None
-        lock.remove_ticket_for(ticket_number)
-        return (lock if lock.is_someone_waiting() else None), None
-
-    return finish
+        self._change(conversation_id, finish_and_drop_if_empty)
 
 
 def _renewal(ticket: int, lifetime: float) -> Change:

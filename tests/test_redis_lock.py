@@ -179,33 +179,6 @@ async def test_a_turn_longer_than_the_lifetime_keeps_its_conversation(
     assert events == [("in", "long"), ("out", "long"), ("in", "next"), ("out", "next")]
 
 
-class NoSyncRedis:
-    """Stands in for Rasa's synchronous client: any use fails the test."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"a turn used the blocking Redis client ({name})")
-
-
-async def test_a_turns_lock_traffic_never_blocks_the_event_loop(
-    stores: list[AtomicRedisLockStore],
-) -> None:
-    store = stores[0]
-    blocking, store.red = store.red, NoSyncRedis()  # type: ignore[assignment]
-    try:
-        served: list[int] = []
-
-        async def turn(number: int) -> None:
-            async with store.lock("async-chat", lock_lifetime=0.3, wait_time_in_seconds=0.01):
-                served.append(number)
-                await asyncio.sleep(0.15)  # longer than a renewal period (0.1 s)
-
-        await asyncio.gather(*(turn(n) for n in range(3)))
-        assert served == [0, 1, 2]
-    finally:
-        store.red = blocking
-    assert store.get_lock("async-chat") is None
-
-
 async def test_messages_of_one_conversation_are_served_in_arrival_order(
     stores: list[AtomicRedisLockStore],
 ) -> None:
