@@ -259,7 +259,8 @@ class StoreThreads:
 
 def store_threads_for(store: TrackerStore) -> StoreThreads | None:
     """Worker threads for a SQL tracker store (one for SQLite, whose file takes one writer
-    at a time; four for PostgreSQL, within SQLAlchemy's pool of five), else None."""
+    at a time; four for PostgreSQL: a few concurrent queries keep a 2-core server's loop
+    free, more would only contend for the GIL), else None."""
     if not isinstance(store, SQLTrackerStore):
         return None
     return StoreThreads(1 if store.engine.dialect.name == "sqlite" else 4)
