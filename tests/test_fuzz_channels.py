@@ -795,6 +795,20 @@ BAD_CERT_URLS = st.one_of(
 )  # fmt: skip
 
 
+async def refused_by_alexa(
+    alexa: Alexa, body: bytes, headers: dict[str, Any], *context: object
+) -> str:
+    """Post ``body`` to the signature-checking endpoint: it must be a 400 with a reason,
+    logged no error and reach no one; returns the reason."""
+    mark, before = alexa.errors.mark(), len(alexa.rasa.received)
+    answer = await alexa.http.post(alexa.url, content=body, headers=headers)
+    alexa.errors.check(mark)
+    assert answer.status_code == 400, (*context, answer.status_code, answer.text[:300])
+    reason = refusal(answer, "bad_request")
+    assert len(alexa.rasa.received) == before
+    return reason
+
+
 @fuzz(60)
 @given(url=BAD_CERT_URLS, headers=headers_except(CERT_URL_HEADER, SIGNATURE_HEADER))
 async def test_alexa_refuses_cert_urls_off_amazons_rules_even_with_a_good_signature(
@@ -803,12 +817,7 @@ async def test_alexa_refuses_cert_urls_off_amazons_rules_even_with_a_good_signat
     assert alexa_signed.pki is not None
     body = encode(said("unlock the front-loader door"))
     sent = {**headers, CERT_URL_HEADER: wire(url), SIGNATURE_HEADER: alexa_signed.pki.sign(body)}
-    mark, before = alexa_signed.errors.mark(), len(alexa_signed.rasa.received)
-    answer = await alexa_signed.http.post(alexa_signed.url, content=body, headers=sent)
-    alexa_signed.errors.check(mark)
-    assert answer.status_code == 400, (answer.status_code, answer.text[:300])
-    event(refusal(answer, "bad_request")[:40])
-    assert len(alexa_signed.rasa.received) == before
+    event((await refused_by_alexa(alexa_signed, body, sent))[:40])
 
 
 @fuzz(60)
@@ -841,12 +850,7 @@ async def test_alexa_refuses_bad_or_missing_signatures(
     sent = {**headers, CERT_URL_HEADER: wire(url)}
     if signature is not None:
         sent[SIGNATURE_HEADER] = wire(signature)
-    mark, before = alexa_signed.errors.mark(), len(alexa_signed.rasa.received)
-    answer = await alexa_signed.http.post(alexa_signed.url, content=body, headers=sent)
-    alexa_signed.errors.check(mark)
-    assert answer.status_code == 400, (answer.status_code, answer.text[:300])
-    event(refusal(answer, "bad_request")[:40])
-    assert len(alexa_signed.rasa.received) == before
+    event((await refused_by_alexa(alexa_signed, body, sent))[:40])
 
 
 _chain_urls = itertools.count()
@@ -913,12 +917,7 @@ async def test_alexa_untrusted_certificate_chains_are_400(
     alexa_signed.chains[url] = bad_chain(alexa_signed.pki, kind, noise)
     body = encode(said("start the oven"))
     headers = alexa_signed.pki.headers(body, url=url)  # signed with the real leaf's key
-    mark, before = alexa_signed.errors.mark(), len(alexa_signed.rasa.received)
-    answer = await alexa_signed.http.post(alexa_signed.url, content=body, headers=headers)
-    alexa_signed.errors.check(mark)
-    assert answer.status_code == 400, (kind, answer.status_code, answer.text[:300])
-    refusal(answer, "bad_request")
-    assert len(alexa_signed.rasa.received) == before
+    await refused_by_alexa(alexa_signed, body, headers, kind)
 
 
 @fuzz(80)
