@@ -49,7 +49,6 @@ import json
 import logging
 import math
 import random
-import re
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -63,6 +62,7 @@ from connector.event_intake import EventIntake
 from connector.placement_intake import PlacementIntake
 from connector.queue import INBOUND, DeliveryQueue
 from connector.store import DeliveryStore, NewCallback
+from connector.validation import storable
 from lgcloud.call_budget import (
     PROMETHEUS_CONTENT_TYPE,
     CallBudget,
@@ -194,9 +194,6 @@ class CallbackIntake:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _unstorable(body: Any) -> str | None:
     """Why the databases cannot keep ``body`` (None: they can): a NUL character or a lone
     surrogate (``"\\u0000"``, ``"\\ud800"``) in a text column, NaN or an infinity (Python
@@ -206,7 +203,7 @@ def _unstorable(body: Any) -> str | None:
     while pending:  # iterative: the body may be nested as deep as the parser allows
         value = pending.pop()
         if isinstance(value, str):
-            if "\x00" in value or _SURROGATE.search(value):
+            if not storable(value):
                 return "the body holds a NUL character or an unpaired surrogate"
         elif isinstance(value, float):
             if not math.isfinite(value):

@@ -7,6 +7,7 @@ Rasa, so malformed input gets a 4xx with a reason instead of a 500.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,13 +27,20 @@ class Problem:
     reason: str
 
 
+# What no store can hold: NUL (PostgreSQL's text refuses it) and unpaired surrogates (JSON
+# may carry them escaped; they are not UTF-8, so neither database takes them).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> bool:
+    """Whether ``text`` can be stored as it is (no NUL, no unpaired surrogate)."""
+    return UNSTORABLE.search(text) is None
+
+
 def storable_text(text: str) -> str:
-    """``text`` with what no store can hold replaced by U+FFFD: NUL (PostgreSQL's text
-    refuses it, so the tracker of the turn could not be saved) and unpaired surrogates
-    (JSON may carry them escaped; they are not UTF-8)."""
-    if text.isprintable() or not any(ch == "\x00" or "\ud800" <= ch <= "\udfff" for ch in text):
-        return text
-    return "".join("\ufffd" if ch == "\x00" or "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    """``text`` with what no store can hold replaced by U+FFFD (a turn whose text holds a
+    NUL could not be saved in a PostgreSQL tracker store)."""
+    return UNSTORABLE.sub("\ufffd", text)
 
 
 def json_object(raw: bytes) -> dict[str, Any] | Problem:

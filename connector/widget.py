@@ -53,7 +53,7 @@ from websockets.server import ServerConnection
 from assistant.settings import WidgetSettings, load_database_url, load_widget_settings
 from assistant.storage.widget_messages import MAX_TEXT_CHARS
 from connector.text_parts import text_parts
-from connector.validation import MAX_MESSAGE_CHARS
+from connector.validation import MAX_MESSAGE_CHARS, storable
 from connector.widget_live import Broadcaster, LiveSockets
 from connector.widget_token import SENDER_PREFIX, TokenRejected, verify_token
 
@@ -492,7 +492,7 @@ class WidgetInput(InputChannel):
             return _problem(400, "bad_request", "buttons must be a list of objects")
         shaped = _buttons(buttons)
         strings = [sender_id, text, key, *(v for b in shaped for v in b.values())]
-        if not all(_storable(s) for s in strings):
+        if not all(storable(s) for s in strings):
             return _problem(
                 400,
                 "bad_request",
@@ -521,24 +521,12 @@ def _handshake_problem(request: Request) -> tuple[int, str] | None:
     return answer.status_code, reason[0] if reason else "not a WebSocket handshake"
 
 
-def _storable(text: str) -> bool:
-    """Whether the message log can hold ``text``: PostgreSQL keeps no NUL character, and
-    neither database an unpaired surrogate (JSON may carry both, escaped)."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _message(frame: dict[str, Any]) -> tuple[str | None, str, str]:
     """(problem, text, title) of a message frame."""
     text, title = frame.get("text"), frame.get("title")
     if not isinstance(text, str) or not text.strip():
         return "a message needs some text", "", ""
-    if not _storable(text) or (isinstance(title, str) and not _storable(title)):
+    if not storable(text) or (isinstance(title, str) and not storable(title)):
         return NOT_TEXT, "", ""
     if len(text) > MAX_MESSAGE_CHARS:
         return (
